@@ -1,0 +1,105 @@
+"""wskit on aiohttp: ``create_app(server)`` returns a ready ``web.Application``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+from aiohttp import WSMsgType, web
+
+from ..protocol import close_reason
+from ..server import ChatServer
+from . import WS_PATH, chat_page, dev_token, health
+
+__all__ = ["create_app", "AiohttpTransport", "SERVER_KEY"]
+
+SERVER_KEY: web.AppKey[ChatServer] = web.AppKey("wskit_server", ChatServer)
+
+_END = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+
+
+class AiohttpTransport:
+    """:class:`wskit.connection.Transport` over ``aiohttp.web.WebSocketResponse``."""
+
+    __slots__ = ("ws", "_tcp")
+
+    def __init__(self, ws: web.WebSocketResponse, tcp: Optional[asyncio.Transport]) -> None:
+        self.ws = ws
+        self._tcp = tcp
+
+    async def receive(self) -> str | bytes | None:
+        while True:
+            msg = await self.ws.receive()
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                return msg.data
+            if msg.type in _END:
+                # An oversized frame arrives here as ERROR after aiohttp has already
+                # sent close 1009 (max_msg_size); nothing more to do but stop.
+                return None
+            # PING/PONG are answered by aiohttp itself (autoping)
+
+    async def send_text(self, text: str) -> None:
+        await self.ws.send_str(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code=code, message=close_reason(reason).encode())
+
+    def abort(self) -> None:
+        if self._tcp is not None:
+            self._tcp.abort()
+
+
+async def _ws_handler(request: web.Request) -> web.StreamResponse:
+    server = request.app[SERVER_KEY]
+    if not server.origin_allowed(request.headers.get("Origin")):
+        # Refused before the upgrade: a hijacking page learns nothing.
+        raise web.HTTPForbidden(text="origin not allowed\n")
+    s = server.settings
+    ws = web.WebSocketResponse(
+        max_msg_size=s.max_message_size,
+        heartbeat=s.protocol_ping_interval,
+        timeout=s.close_timeout,
+    )
+    await ws.prepare(request)
+    await server.serve_connection(AiohttpTransport(ws, request.transport),
+                                  request.query.get("token"))
+    return ws
+
+
+async def _page(request: web.Request) -> web.Response:
+    return web.Response(text=chat_page(), content_type="text/html")
+
+
+async def _token(request: web.Request) -> web.Response:
+    status, body = dev_token(request.app[SERVER_KEY], request.query.get("user"))
+    return web.json_response(body, status=status)
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response(health(request.app[SERVER_KEY]))
+
+
+def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
+    """An aiohttp application serving ``server`` at ``/ws``.
+
+    With ``manage`` the app starts the server (backplane) on startup and stops
+    it on shutdown; the runner passes False because it does that itself, before
+    binding, so a bad Redis URL fails in the caller's cell.
+    """
+    app = web.Application()
+    app[SERVER_KEY] = server
+    app.router.add_get(WS_PATH, _ws_handler)
+    app.router.add_get("/healthz", _health)
+    app.router.add_get("/token", _token)
+    if server.settings.page:
+        app.router.add_get("/", _page)
+    if manage:
+        async def _start(app: web.Application) -> None:
+            await server.start()
+
+        async def _stop(app: web.Application) -> None:
+            await server.stop()
+
+        app.on_startup.append(_start)
+        app.on_shutdown.append(_stop)
+    return app

@@ -1,0 +1,52 @@
+"""Cross-instance fan-out, chosen by URL.
+
+=====================  ==================================================
+URL                    backend
+=====================  ==================================================
+``memory://NAME``      in-process bus, no Redis (:mod:`.memory`)
+``fakeredis://NAME``   fakeredis, one shared fake server per NAME in this
+                       process (the default, so notebooks need no Redis)
+``redis://...``        a real Redis (also ``rediss://`` and ``unix://``)
+``none``               no backplane: a standalone instance
+=====================  ==================================================
+
+With no URL given, ``WSKIT_REDIS_URL`` decides, and without it ``fakeredis://``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+from ..exceptions import ConfigError
+from .base import Backplane, decode_envelope, encode_envelope
+from .memory import MemoryBackplane
+from .redis import RedisBackplane, redact, shared_fake_server
+
+__all__ = ["Backplane", "MemoryBackplane", "RedisBackplane", "from_url", "default_url",
+           "encode_envelope", "decode_envelope", "shared_fake_server"]
+
+ENV_VAR = "WSKIT_REDIS_URL"
+
+
+def default_url() -> str:
+    return os.environ.get(ENV_VAR) or "fakeredis://"
+
+
+def from_url(url: Optional[str] = None, *, client: Any = None) -> Optional[Backplane]:
+    """A backplane for ``url`` (see the table above); None for ``"none"``."""
+    if client is not None:
+        return RedisBackplane(url or "redis://injected", client=client)
+    url = url or default_url()
+    if url == "none":
+        return None
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return MemoryBackplane(urlsplit(url).netloc or "default")
+    if scheme in ("redis", "rediss", "unix", "fakeredis"):
+        return RedisBackplane(url)
+    raise ConfigError(
+        f"unknown backplane URL {redact(url)!r}: expected memory://, fakeredis://, "
+        "redis://, rediss://, unix:// or 'none'"
+    )

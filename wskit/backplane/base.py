@@ -1,0 +1,119 @@
+"""The backplane interface and the envelope every backend carries.
+
+A backplane joins several wskit instances into one chat system. Its interface is
+deliberately tiny (after encode/broadcaster): ``start``, ``stop``, ``publish``,
+``subscribe``, ``unsubscribe``, and one ``on_message`` callback.
+
+Subscriptions are *intents*: ``subscribe`` and ``unsubscribe`` change the set of
+wanted channels at once (synchronously, in the order the hub changed), then
+reconcile the backend with that set under one lock. Two connections joining and
+leaving the same room concurrently therefore cannot leave the instance
+unsubscribed from a room it has members in. ``subscribe`` returns once the
+backend confirmed it, so a client that got ``joined`` receives every later post.
+
+Envelope (one JSON object a message, documented in docs/protocol.md)::
+
+    {"origin": "<instance id>", "frame": {...the server frame...}}
+
+``origin`` lets each instance drop its own publications: it has delivered them
+locally already, so nothing is delivered twice.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import logging
+from typing import Any, Callable, Optional
+
+log = logging.getLogger("wskit.backplane")
+
+MessageHandler = Callable[[str, str], None]
+
+__all__ = ["Backplane", "MessageHandler", "encode_envelope", "decode_envelope"]
+
+
+def encode_envelope(origin: str, frame_text: str) -> str:
+    """Wrap an already-encoded frame; string concatenation avoids encoding it twice."""
+    return '{"origin":' + json.dumps(origin) + ',"frame":' + frame_text + "}"
+
+
+def decode_envelope(data: str | bytes) -> tuple[str, dict[str, Any]]:
+    """``(origin, frame)`` from an envelope, or ValueError naming what is wrong."""
+    obj = json.loads(data)
+    if not isinstance(obj, dict):
+        raise ValueError("envelope must be a JSON object")
+    origin, frame = obj.get("origin"), obj.get("frame")
+    if not isinstance(origin, str):
+        raise ValueError("envelope needs a string 'origin'")
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise ValueError("envelope needs a 'frame' object with a string 'type'")
+    return origin, frame
+
+
+class Backplane(abc.ABC):
+    """A publish/subscribe bus shared by wskit instances."""
+
+    #: the URL this backplane was made from, with any password hidden
+    url: str = ""
+
+    def __init__(self) -> None:
+        self.on_message: Optional[MessageHandler] = None
+        self._wanted: set[str] = set()
+        self._sync_lock = asyncio.Lock()
+
+    @property
+    def channels(self) -> set[str]:
+        """The channels this instance wants to hear (a copy)."""
+        return set(self._wanted)
+
+    @property
+    def healthy(self) -> bool:
+        """False while the backend is unreachable (messages then stay local)."""
+        return True
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect; raise :class:`BackplaneUnavailable` with a clear message if impossible."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Cancel listeners and close clients. Idempotent."""
+
+    @abc.abstractmethod
+    async def publish(self, channel: str, data: str) -> int:
+        """Publish; return how many *instances* heard it. Raise BackplaneUnavailable."""
+
+    async def subscribe(self, channel: str) -> None:
+        self._wanted.add(channel)
+        await self._sync()
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._wanted.discard(channel)
+        await self._sync()
+
+    async def _sync(self) -> None:
+        async with self._sync_lock:
+            await self._apply(set(self._wanted))
+
+    @abc.abstractmethod
+    async def _apply(self, wanted: set[str]) -> None:
+        """Make the backend's subscriptions equal ``wanted``."""
+
+    def _dispatch(self, channel: str, data: str) -> None:
+        handler = self.on_message
+        if handler is None:
+            return
+        try:
+            handler(channel, data)
+        except Exception:  # a bad message must not kill the listener
+            log.exception("backplane message handler failed on channel %s", channel)
+
+    async def __aenter__(self) -> "Backplane":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+

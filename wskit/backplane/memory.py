@@ -1,0 +1,66 @@
+"""``memory://NAME``: a backplane inside one process, no Redis at all.
+
+Instances that use the same NAME hear each other, whatever thread or event loop
+they run on. Useful for lessons that show the backplane's contract without any
+server, and for tests of that contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from .base import Backplane
+
+__all__ = ["MemoryBackplane"]
+
+_lock = threading.Lock()
+#: bus name -> channel -> subscribed backplanes
+_buses: dict[str, dict[str, set["MemoryBackplane"]]] = {}
+
+
+class MemoryBackplane(Backplane):
+    def __init__(self, name: str = "default") -> None:
+        super().__init__()
+        self.name = name
+        self.url = f"memory://{name}"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._subscribed: set[str] = set()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    async def stop(self) -> None:
+        self._wanted.clear()
+        await self._apply(set())
+        self._loop = None
+
+    async def publish(self, channel: str, data: str) -> int:
+        with _lock:
+            targets = list(_buses.get(self.name, {}).get(channel, ()))
+        for bp in targets:
+            loop = bp._loop
+            if loop is None:
+                continue
+            # Delivery is asynchronous, as over a network: the publisher never
+            # runs a receiver's code inside its own call.
+            if loop is self._loop:
+                loop.call_soon(bp._dispatch, channel, data)
+            else:
+                loop.call_soon_threadsafe(bp._dispatch, channel, data)
+        return len(targets)
+
+    async def _apply(self, wanted: set[str]) -> None:
+        with _lock:
+            bus = _buses.setdefault(self.name, {})
+            for channel in wanted - self._subscribed:
+                bus.setdefault(channel, set()).add(self)
+            for channel in self._subscribed - wanted:
+                subs = bus.get(channel)
+                if subs is not None:
+                    subs.discard(self)
+                    if not subs:
+                        del bus[channel]
+            if not bus:
+                _buses.pop(self.name, None)
+        self._subscribed = wanted

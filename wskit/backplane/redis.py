@@ -1,0 +1,244 @@
+"""``redis://``, ``rediss://`` and ``fakeredis://`` backplanes (Redis pub/sub).
+
+One channel per room (``{ns}:room:{room}``) and one per user (``{ns}:user:{user}``):
+an instance subscribes only to the rooms and users it has local members for, so
+it does not receive, decode and discard every message of the whole system (the
+seed's single ``chat_messages`` channel does exactly that).
+
+Redis pub/sub is at-most-once: a message published while a subscriber is
+disconnected is never delivered to it. The listener here is supervised: when the
+connection drops (Redis restarted, ``CLIENT KILL``), it logs once, reconnects with
+exponential backoff, resubscribes to every wanted channel and logs the recovery.
+Meanwhile local delivery goes on, and a publish that fails raises
+:class:`BackplaneUnavailable`, which the server turns into an error frame for the
+sender. Nothing is buffered: the gap is visible, not hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from ..exceptions import BackplaneUnavailable, ConfigError
+from .base import Backplane
+
+log = logging.getLogger("wskit.backplane")
+
+__all__ = ["RedisBackplane", "shared_fake_server"]
+
+_fake_lock = threading.Lock()
+_fake_servers: dict[str, Any] = {}
+
+#: how long ``subscribe`` waits for Redis to confirm before carrying on
+CONFIRM_TIMEOUT = 5.0
+
+
+def shared_fake_server(name: str = "") -> Any:
+    """The process-wide ``fakeredis.FakeServer`` behind ``fakeredis://NAME``.
+
+    Every client made on it sees the same keys and channels, which is how several
+    instances in one process (a notebook) share one fake Redis.
+    """
+    import fakeredis
+
+    with _fake_lock:
+        server = _fake_servers.get(name)
+        if server is None:
+            server = _fake_servers[name] = fakeredis.FakeServer()
+        return server
+
+
+def redact(url: str) -> str:
+    """A URL fit for logs and error messages: the password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def make_client(url: str) -> aioredis.Redis:
+    """A redis.asyncio client for ``url`` with timeouts suited to a backplane."""
+    scheme = urlsplit(url).scheme
+    # One quick retry heals a pooled connection that went stale when Redis
+    # restarted; more would only delay the sender's error frame during an outage.
+    options: dict[str, Any] = dict(
+        decode_responses=True,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+        socket_connect_timeout=3.0,
+        socket_timeout=5.0,
+    )
+    if scheme == "fakeredis":
+        import fakeredis
+
+        name = urlsplit(url).netloc
+        return fakeredis.FakeAsyncRedis(server=shared_fake_server(name), decode_responses=True)
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"not a Redis URL: {redact(url)!r}")
+    try:
+        return aioredis.from_url(url, **options)
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis URL {redact(url)!r}: {exc}") from None
+
+
+class RedisBackplane(Backplane):
+    """Redis pub/sub with a supervised listener.
+
+    Pass ``client=`` to inject an existing ``redis.asyncio.Redis`` (or a fakeredis
+    one); it is then not closed by :meth:`stop`.
+    """
+
+    def __init__(self, url: str = "fakeredis://", *, client: aioredis.Redis | None = None,
+                 max_backoff: float = 2.0) -> None:
+        super().__init__()
+        self.url = redact(url)
+        self._raw_url = url
+        self._client = client
+        self._owns_client = client is None
+        self._max_backoff = max_backoff
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._subscribed: set[str] = set()
+        self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        #: a private channel that keeps the connection in subscribed mode even
+        #: when the instance has no members, so the listener can always block
+        self._keepalive = f"wskit:_listener:{uuid.uuid4().hex[:12]}"
+        self.reconnects = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("backplane not started")
+        return self._client
+
+    async def start(self) -> None:
+        if self._client is None:
+            self._client = make_client(self._raw_url)
+        try:
+            await asyncio.wait_for(self._client.ping(), CONFIRM_TIMEOUT)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            if self._owns_client:
+                await self._client.aclose()
+                self._client = None
+            raise BackplaneUnavailable(
+                f"cannot reach Redis at {self.url}: {exc or type(exc).__name__}"
+            ) from exc
+        self._listener = asyncio.get_running_loop().create_task(
+            self._listen(), name=f"wskit-backplane-{self._keepalive[-12:]}"
+        )
+        await asyncio.wait_for(self._connected.wait(), CONFIRM_TIMEOUT)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            try:
+                await self._listener
+            except asyncio.CancelledError:
+                pass
+            self._listener = None
+        for fut in self._confirm.values():
+            fut.cancel()
+        self._confirm.clear()
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()  # redis-py 5+: aclose(), not close()
+            self._client = None
+
+    async def publish(self, channel: str, data: str) -> int:
+        try:
+            return await self.client.publish(channel, data)
+        except (RedisError, OSError) as exc:
+            raise BackplaneUnavailable(f"publish to Redis at {self.url} failed: {exc}") from exc
+
+    async def _apply(self, wanted: set[str]) -> None:
+        pubsub = self._pubsub
+        if pubsub is None or not self._connected.is_set():
+            return  # the listener subscribes to everything wanted when it reconnects
+        wanted = wanted | {self._keepalive}
+        add, remove = wanted - self._subscribed, self._subscribed - wanted
+        loop = asyncio.get_running_loop()
+        waits = [self._confirm.setdefault(ch, loop.create_future()) for ch in add]
+        try:
+            if add:
+                await pubsub.subscribe(*add)
+            if remove:
+                await pubsub.unsubscribe(*remove)
+        except (RedisError, OSError) as exc:
+            log.debug("subscription change deferred until reconnect: %r", exc)
+            return
+        self._subscribed = wanted
+        if waits:
+            # Confirmed means Redis has processed SUBSCRIBE: every publish after
+            # this point reaches us. Without it a join could miss the next post.
+            done, _ = await asyncio.wait(waits, timeout=CONFIRM_TIMEOUT)
+            if len(done) < len(waits):
+                log.warning("Redis did not confirm %d subscription(s) in %.0fs",
+                            len(waits) - len(done), CONFIRM_TIMEOUT)
+
+    async def _listen(self) -> None:
+        """Read messages forever; on any connection failure reconnect with backoff."""
+        backoff = 0.05
+        down_since: float | None = None
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                channels = set(self._wanted) | {self._keepalive}
+                await pubsub.subscribe(*channels)
+                self._pubsub, self._subscribed = pubsub, channels
+                while True:
+                    msg = await pubsub.get_message(timeout=None)
+                    if msg is None:
+                        continue
+                    kind = msg["type"]
+                    if kind == "message":
+                        self._dispatch(msg["channel"], msg["data"])
+                    elif kind == "subscribe":
+                        channel = msg["channel"]
+                        fut = self._confirm.pop(channel, None)
+                        if fut is not None and not fut.done():
+                            fut.set_result(None)
+                        if channel == self._keepalive and not self._connected.is_set():
+                            self._connected.set()
+                            backoff = 0.05
+                            if down_since is not None:
+                                self.reconnects += 1
+                                log.warning("backplane %s: reconnected after %.1fs, resubscribed "
+                                            "to %d channel(s)", self.url,
+                                            time.monotonic() - down_since, len(channels) - 1)
+                                down_since = None
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("backplane %s: connection lost (%s); reconnecting, messages "
+                                "stay on this instance meanwhile", self.url, exc or type(exc).__name__)
+            finally:
+                self._connected.clear()
+                self._pubsub = None
+                self._subscribed = set()
+                await _close_quietly(pubsub)
+            await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation
+            backoff = min(backoff * 2, self._max_backoff)
+
+
+async def _close_quietly(pubsub: Any) -> None:
+    try:
+        await pubsub.aclose()
+    except (RedisError, OSError):
+        pass

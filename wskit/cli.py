@@ -1,0 +1,159 @@
+"""Command line: ``python -m wskit {serve,token,fakeredis,demo}``.
+
+Every command that starts something prints the URL(s) to use on stdout, flushed,
+once it is listening, then serves until interrupted (Ctrl-C exits with 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from typing import Any, Optional, Sequence
+
+from . import __version__
+from .auth import issue_token
+from .exceptions import WskitError
+from .runner import FRAMEWORKS, serve
+
+__all__ = ["main"]
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return number
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--secret", help="token secret (default: $WSKIT_SECRET, else a dev secret)")
+    p.add_argument("--redis", metavar="URL", default=None,
+                   help="backplane: redis://..., fakeredis://, memory:// or none "
+                        "(default: $WSKIT_REDIS_URL, else fakeredis in this process)")
+    p.add_argument("--ping-interval", type=_positive, default=20.0, metavar="S",
+                   help="app-level ping period (default 20)")
+    p.add_argument("--ping-timeout", type=_positive, default=20.0, metavar="S",
+                   help="close with 4002 when a pong is this late (default 20)")
+    p.add_argument("--no-ping", action="store_true", help="turn the app-level heartbeat off")
+    p.add_argument("--protocol-ping-interval", type=_positive, default=None, metavar="S",
+                   help="RFC 6455 ping frames every S seconds (default off)")
+    p.add_argument("--protocol-ping-timeout", type=_positive, default=None, metavar="S")
+    p.add_argument("--max-message-size", type=int, default=64 * 1024, metavar="BYTES")
+    p.add_argument("--origin", action="append", default=None, metavar="ORIGIN",
+                   help="allowed Origin (repeatable); default: any")
+    p.add_argument("--dev-tokens", action="store_true",
+                   help="enable GET /token?user=NAME (development only: anyone gets a token)")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    ping = None if args.no_ping else args.ping_interval
+    return dict(
+        secret=args.secret, backplane=args.redis,
+        ping_interval=ping, ping_timeout=None if args.no_ping else args.ping_timeout,
+        protocol_ping_interval=args.protocol_ping_interval,
+        protocol_ping_timeout=args.protocol_ping_timeout,
+        max_message_size=args.max_message_size,
+        origins=tuple(args.origin) if args.origin else None,
+        dev_tokens=args.dev_tokens, **extra,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m wskit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"wskit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run one wskit server")
+    p.add_argument("--framework", choices=FRAMEWORKS, default="aiohttp")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
+    _add_server_options(p)
+
+    p = sub.add_parser("token", help="print a token for USER (last line)")
+    p.add_argument("user")
+    p.add_argument("--secret")
+    p.add_argument("--ttl", type=_positive, default=3600.0, metavar="SECONDS")
+
+    p = sub.add_parser("fakeredis", help="run an in-memory fake Redis over TCP")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=6390, help="0 picks a free port (default 6390)")
+
+    p = sub.add_parser("demo", help="two instances (aiohttp + FastAPI) sharing one backplane")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000,
+                   help="first instance's port; the second uses PORT+1 (0: any free ports)")
+    _add_server_options(p)
+
+    p = sub.add_parser("bench", help="fan-out benchmark (see docs/benchmarks.md)")
+    p.add_argument("--quick", action="store_true", help="a short run, about a minute")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--sizes", default=None, help="comma-separated receiver counts")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "token":
+            print(issue_token(args.user, args.secret, args.ttl), flush=True)
+            return 0
+        if args.command == "fakeredis":
+            return _fakeredis(args)
+        if args.command == "bench":
+            from .bench import main as bench_main
+
+            return bench_main(args)
+        runner = _serve if args.command == "serve" else _demo
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(runner(args))
+        return 0
+    except WskitError as exc:
+        print(f"wskit: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    handle = await serve(args.framework, host=args.host, port=args.port, name="cli",
+                         **_settings(args, instance_name=args.framework))
+    print(handle.url, flush=True)
+    await handle.serve_forever()
+
+
+async def _demo(args: argparse.Namespace) -> None:
+    ports = (args.port, args.port + 1) if args.port else (0, 0)
+    handles = []
+    try:
+        for framework, port in zip(FRAMEWORKS, ports):
+            handles.append(await serve(framework, host=args.host, port=port, name=f"demo-{framework}",
+                                       **_settings(args, instance_name=framework)))
+        for h in handles:
+            print(f"{h.framework:8s} {h.http_url}", flush=True)
+        if not args.dev_tokens:
+            print("get a token with: python -m wskit token NAME  (or run with --dev-tokens)",
+                  flush=True)
+        await asyncio.gather(*(h.serve_forever() for h in handles))
+    finally:
+        for h in handles:
+            await h.stop()
+
+
+def _fakeredis(args: argparse.Namespace) -> int:
+    from fakeredis import TcpFakeServer
+
+    server = TcpFakeServer((args.host, args.port), server_type="redis")
+    host, port = server.server_address[:2]
+    print(f"redis://{host}:{port}/0", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

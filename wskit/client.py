@@ -1,0 +1,390 @@
+"""A small wskit client for notebooks, scripts, tests and lessons.
+
+Async::
+
+    async with wskit.connect(server, user="alice") as alice:
+        await alice.join("lobby")
+        await alice.send("lobby", "hello")
+        frame = await alice.receive(timeout=2)
+
+Sync (scripts)::
+
+    with wskit.SyncClient(server.url, user="bob", secret=...) as bob:
+        bob.join("lobby")
+
+A background reader answers the server's ``ping`` frames (unless told to play
+a "zombie": ``answer_pings = False``), routes replies to the request that asked
+(every request carries a ``ref``), and queues everything else for
+:meth:`Client.receive`. :meth:`Client.pause_reading` stops reading the socket
+altogether, so TCP back-pressure builds up as with a frozen browser tab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+from typing import Any, AsyncIterator, Awaitable, Optional, Union
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+
+from .auth import issue_token
+from .exceptions import ConnectionClosed, ServerError
+from .protocol import encode
+
+__all__ = ["Client", "connect", "SyncClient"]
+
+_PONG = encode({"type": "pong"})
+_CLOSED = object()
+
+
+def _resolve(target: Any, token: Optional[str], user: Optional[str], secret: Optional[str]) -> str:
+    """The ws:// URL with its token, from a URL or a server handle."""
+    if hasattr(target, "url") and hasattr(target, "token") and not isinstance(target, str):
+        url = target.url
+        if token is None and user is not None:
+            token = target.token(user)
+    else:
+        url = str(target)
+        if token is None and user is not None:
+            token = issue_token(user, secret)
+    if token is None or "token=" in urlsplit(url).query:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode({"token": token})
+
+
+class Client:
+    """One WebSocket connection to a wskit server."""
+
+    def __init__(self, target: Any, *, user: Optional[str] = None, token: Optional[str] = None,
+                 secret: Optional[str] = None, answer_pings: bool = True,
+                 headers: Optional[dict[str, str]] = None, timeout: float = 5.0,
+                 max_msg_size: int = 4 * 1024 * 1024) -> None:
+        self.url = _resolve(target, token, user, secret)
+        self.answer_pings = answer_pings
+        self.timeout = timeout
+        self.welcome: dict[str, Any] = {}
+        self.pings = 0
+        self._headers = headers
+        self._max_msg_size = max_msg_size
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._ws: Optional[aiohttp.ClientWebSocketResponse] = None
+        self._reader: Optional[asyncio.Task[None]] = None
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._refs = itertools.count(1)
+        self._reading = asyncio.Event()
+        self._reading.set()
+        self._closed = asyncio.Event()
+        self.close_code: Optional[int] = None
+        self.close_reason = ""
+
+    # -- connecting ----------------------------------------------------------
+
+    async def connect(self) -> "Client":
+        """Open the connection and wait for the server's ``welcome`` frame.
+
+        Raises :class:`ConnectionClosed` if the server closes instead (4001 for a
+        bad token) and ``aiohttp.WSServerHandshakeError`` if it refuses the
+        upgrade (403 for a foreign Origin).
+        """
+        self._session = aiohttp.ClientSession()
+        try:
+            self._ws = await self._session.ws_connect(
+                self.url, headers=self._headers, max_msg_size=self._max_msg_size,
+                autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout))
+            self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+            first = await self.receive(timeout=self.timeout)
+        except BaseException:
+            await self._teardown()
+            raise
+        if first.get("type") != "welcome":
+            raise RuntimeError(f"expected a welcome frame, got {first!r}")
+        self.welcome = first
+        return self
+
+    @property
+    def user(self) -> Optional[str]:
+        return self.welcome.get("userId")
+
+    @property
+    def instance(self) -> Optional[str]:
+        return self.welcome.get("instance")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def __aenter__(self) -> "Client":
+        if self._ws is None:
+            await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- requests ------------------------------------------------------------
+
+    async def request(self, frame: dict[str, Any], timeout: Optional[float] = None) -> dict[str, Any]:
+        """Send a frame with a fresh ``ref`` and return the server's reply to it.
+
+        An ``error`` reply raises :class:`ServerError`.
+        """
+        ref = f"r{next(self._refs)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[ref] = future
+        try:
+            await self.send_raw({**frame, "ref": ref})
+            reply = await asyncio.wait_for(future, timeout or self.timeout)
+        finally:
+            self._pending.pop(ref, None)
+        if reply.get("type") == "error":
+            raise ServerError(reply.get("code", "?"), reply.get("message", ""), reply)
+        return reply
+
+    def join(self, room: str) -> Awaitable[dict[str, Any]]:
+        return self.request({"type": "join", "roomId": room})
+
+    def leave(self, room: str) -> Awaitable[dict[str, Any]]:
+        return self.request({"type": "leave", "roomId": room})
+
+    def send(self, room: str, content: str) -> Awaitable[dict[str, Any]]:
+        """Post to a room; returns the ``sent`` acknowledgement (with the message id)."""
+        return self.request({"type": "message", "roomId": room, "content": content})
+
+    def direct(self, to: str, content: str) -> Awaitable[dict[str, Any]]:
+        return self.request({"type": "direct", "to": to, "content": content})
+
+    async def send_raw(self, data: Union[str, bytes, dict[str, Any]]) -> None:
+        """Send anything, valid or not: a dict as JSON, a str as text, bytes as binary."""
+        ws = self._require_ws()
+        if isinstance(data, bytes):
+            await ws.send_bytes(data)
+        elif isinstance(data, str):
+            await ws.send_str(data)
+        else:
+            await ws.send_str(json.dumps(data))
+
+    # -- receiving -----------------------------------------------------------
+
+    async def receive(self, timeout: Optional[float] = None) -> dict[str, Any]:
+        """The next frame that is not a reply to a request (nor a ping).
+
+        Raises ``TimeoutError`` after ``timeout`` seconds (default: the client's),
+        :class:`ConnectionClosed` once the connection is closed and drained.
+        """
+        item = await asyncio.wait_for(self._inbox.get(), timeout or self.timeout)
+        if item is _CLOSED:
+            self._inbox.put_nowait(_CLOSED)  # every later receive sees it too
+            raise ConnectionClosed(self.close_code, self.close_reason)
+        return item
+
+    async def expect(self, kind: str, timeout: Optional[float] = None) -> dict[str, Any]:
+        """Receive until a frame of type ``kind`` arrives; skip others."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.timeout)
+        while True:
+            frame = await self.receive(timeout=max(0.0, deadline - loop.time()) or 1e-3)
+            if frame.get("type") == kind:
+                return frame
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every frame already received and not yet taken, without waiting."""
+        frames = []
+        while not self._inbox.empty():
+            item = self._inbox.get_nowait()
+            if item is _CLOSED:
+                self._inbox.put_nowait(_CLOSED)
+                break
+            frames.append(item)
+        return frames
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        """Frames until the connection closes (no timeout)."""
+        while True:
+            item = await self._inbox.get()
+            if item is _CLOSED:
+                self._inbox.put_nowait(_CLOSED)
+                return
+            yield item
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket entirely (a frozen tab): back-pressure builds up."""
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
+
+    async def _read_loop(self) -> None:
+        ws = self._require_ws()
+        try:
+            while True:
+                if not self._reading.is_set():
+                    await self._reading.wait()
+                msg = await ws.receive()
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    if msg.type is aiohttp.WSMsgType.BINARY:
+                        continue
+                    if msg.type is aiohttp.WSMsgType.CLOSE:
+                        self.close_reason = msg.extra or ""
+                    break  # CLOSE, CLOSING, CLOSED, ERROR
+                frame = json.loads(msg.data)
+                kind = frame.get("type")
+                if kind == "ping":
+                    self.pings += 1
+                    if self.answer_pings:
+                        await ws.send_str(_PONG)
+                    continue
+                ref = frame.get("ref")
+                future = self._pending.get(ref) if ref is not None else None
+                if future is not None and not future.done() and kind != "message":
+                    future.set_result(frame)
+                else:
+                    self._inbox.put_nowait(frame)
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self.close_reason = self.close_reason or str(exc)
+        finally:
+            self.close_code = ws.close_code
+            self._closed.set()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionClosed(self.close_code, self.close_reason))
+            self._inbox.put_nowait(_CLOSED)
+
+    async def wait_closed(self, timeout: Optional[float] = None) -> Optional[int]:
+        """Wait until the server closes the connection; return the close code."""
+        await asyncio.wait_for(self._closed.wait(), timeout or self.timeout)
+        return self.close_code
+
+    # -- closing -------------------------------------------------------------
+
+    async def close(self, code: int = 1000) -> None:
+        """Close cleanly (idempotent)."""
+        await self._teardown(code)
+
+    async def kill(self) -> None:
+        """Drop the TCP connection without a closing handshake (a crashed peer)."""
+        ws = self._ws
+        conn = getattr(ws, "_response", None)
+        transport = getattr(getattr(conn, "connection", None), "transport", None)
+        if transport is not None:
+            transport.abort()
+        await self._teardown()
+
+    async def _teardown(self, code: int = 1000) -> None:
+        self._reading.set()
+        if self._ws is not None and not self._ws.closed:
+            try:
+                await self._ws.close(code=code)
+            except (aiohttp.ClientError, ConnectionError):
+                pass
+        if self._reader is not None:
+            if not self._reader.done():
+                self._reader.cancel()
+            try:
+                await self._reader
+            except asyncio.CancelledError:
+                pass
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _require_ws(self) -> aiohttp.ClientWebSocketResponse:
+        if self._ws is None:
+            raise RuntimeError("not connected: await client.connect() first")
+        return self._ws
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("open" if self._ws is not None else "new")
+        return f"<wskit.Client user={self.user!r} {state}>"
+
+
+class _Connector:
+    """``await connect(...)`` and ``async with connect(...)`` both work."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self._client.connect().__await__()
+
+    async def __aenter__(self) -> Client:
+        return await self._client.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close()
+
+
+def connect(target: Any, **kwargs: Any) -> _Connector:
+    """Connect to a server (a ws:// URL or a handle from :func:`wskit.serve`).
+
+    Keyword arguments are :class:`Client`'s: ``user=`` (a token is issued with
+    the handle's secret, or ``secret=``), ``token=``, ``answer_pings=``...
+    """
+    return _Connector(Client(target, **kwargs))
+
+
+class _LoopThread:
+    """One background event loop shared by every :class:`SyncClient`."""
+
+    _lock = threading.Lock()
+    _loop: Optional[asyncio.AbstractEventLoop] = None
+
+    @classmethod
+    def run(cls, coro: Awaitable[Any], timeout: Optional[float]) -> Any:
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="wskit-client",
+                                 daemon=True).start()
+                cls._loop = loop
+        return asyncio.run_coroutine_threadsafe(coro, cls._loop).result(timeout)  # type: ignore[arg-type]
+
+
+class SyncClient:
+    """Blocking facade over :class:`Client`, for scripts and the REPL."""
+
+    def __init__(self, target: Any, **kwargs: Any) -> None:
+        self._timeout = kwargs.get("timeout", 5.0)
+        self._client: Client = self._run(self._make(target, kwargs))
+        self._run(self._client.connect())
+
+    @staticmethod
+    async def _make(target: Any, kwargs: dict[str, Any]) -> Client:
+        return Client(target, **kwargs)  # built on the loop its queues belong to
+
+    def _run(self, coro: Awaitable[Any], extra: float = 5.0) -> Any:
+        return _LoopThread.run(coro, self._timeout + extra)
+
+    def join(self, room: str) -> dict[str, Any]:
+        return self._run(self._client.join(room))
+
+    def leave(self, room: str) -> dict[str, Any]:
+        return self._run(self._client.leave(room))
+
+    def send(self, room: str, content: str) -> dict[str, Any]:
+        return self._run(self._client.send(room, content))
+
+    def direct(self, to: str, content: str) -> dict[str, Any]:
+        return self._run(self._client.direct(to, content))
+
+    def receive(self, timeout: Optional[float] = None) -> dict[str, Any]:
+        return self._run(self._client.receive(timeout), extra=(timeout or self._timeout))
+
+    def send_raw(self, data: Union[str, bytes, dict[str, Any]]) -> None:
+        self._run(self._client.send_raw(data))
+
+    @property
+    def welcome(self) -> dict[str, Any]:
+        return self._client.welcome
+
+    def close(self) -> None:
+        self._run(self._client.close())
+
+    def __enter__(self) -> "SyncClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,197 @@
+"""One client connection: a bounded outbox, one writer task, one way to close.
+
+Why an outbox: a WebSocket send can block (the peer stopped reading and the TCP
+window is full) or fail (the peer vanished). If a broadcast awaited each send in
+turn, as the seed's managers do, one such peer would stall or abort delivery to
+everyone after it. Here a broadcast only appends to each receiver's outbox, which
+never blocks and never raises; each connection's own writer task does the
+awaiting. The outbox is bounded: when it is full the client is not keeping up,
+and it is closed with :attr:`CloseCode.SLOW_CONSUMER` (4008) rather than being
+allowed to grow the server's memory without limit.
+
+The memory a connection can pin is therefore at most ``outbox_limit`` frames
+plus the transport's own write buffer.
+
+A :class:`Transport` is the only thing an adapter must provide; it wraps a
+framework's WebSocket object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from typing import Callable, Protocol
+
+from .protocol import CloseCode
+
+log = logging.getLogger("wskit.connection")
+
+__all__ = ["Transport", "Connection"]
+
+_ids = itertools.count(1)
+
+
+class Transport(Protocol):
+    """What an adapter provides for each accepted WebSocket."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next data frame: ``str`` for text, ``bytes`` for binary, None once closed.
+
+        A frame over the size limit is the framework's business: it closes the
+        connection with 1009 and ``receive`` then returns None.
+        """
+
+    async def send_text(self, text: str) -> None:
+        """Send one text frame; may block on back-pressure, may raise if the peer is gone."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake (RFC 6455 section 7.1.2)."""
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a handshake (the peer is not cooperating)."""
+
+
+class Connection:
+    """A client connection as the server sees it.
+
+    Lifecycle: ``start()`` launches the writer; ``deliver()`` queues frames;
+    the first call to ``close_soon()`` or ``close()`` (from anywhere: a full
+    outbox, a heartbeat timeout, a failed write, the client leaving, the server
+    stopping) wins, calls ``on_close`` exactly once, and tears everything down.
+    ``wait_closed()`` returns once no task of this connection is left.
+    """
+
+    __slots__ = (
+        "id", "user", "transport", "close_code", "close_reason", "_queue", "_limit",
+        "_wakeup", "_writer", "_closer", "_closing", "_on_close", "_close_timeout", "meta",
+        "closed_future",
+    )
+
+    def __init__(
+        self,
+        transport: Transport,
+        user: str,
+        *,
+        outbox_limit: int = 1024,
+        close_timeout: float = 2.0,
+        on_close: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self.id = f"c{next(_ids)}"
+        self.user = user
+        self.transport = transport
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._queue: deque[str] = deque()
+        self._limit = outbox_limit
+        self._wakeup: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._on_close = on_close
+        self._close_timeout = close_timeout
+        self.meta: dict = {}  # free for adapters and lessons; the core never reads it
+        #: resolved when closing begins, so a reader blocked on a silent peer can be woken
+        self.closed_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "open"
+        return f"<Connection {self.id} user={self.user!r} {state} outbox={len(self._queue)}>"
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def pending(self) -> int:
+        """Frames waiting in the outbox."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_loop(), name=f"wskit-writer-{self.id}"
+        )
+
+    # -- sending -------------------------------------------------------------
+
+    def deliver(self, text: str) -> bool:
+        """Queue one frame; never blocks, never raises. False if it was not queued."""
+        if self._closing:
+            return False
+        if len(self._queue) >= self._limit:
+            self.close_soon(
+                CloseCode.SLOW_CONSUMER,
+                f"outbox full ({self._limit} frames): the client is not reading",
+            )
+            return False
+        self._queue.append(text)
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+        return True
+
+    async def _write_loop(self) -> None:
+        queue = self._queue
+        send = self.transport.send_text
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while queue:
+                    # popleft after the send would keep a sent frame counted; before
+                    # is right: a failed send means the connection is over anyway.
+                    await send(queue.popleft())
+                self._wakeup = loop.create_future()
+                await self._wakeup
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the peer is gone: ConnectionResetError, RuntimeError, ...
+            log.debug("write to %s failed: %r", self.id, exc)
+            self.close_soon(CloseCode.GOING_AWAY, "write failed", _from_writer=True)
+
+    # -- closing -------------------------------------------------------------
+
+    def close_soon(self, code: int, reason: str = "", *, _from_writer: bool = False) -> None:
+        """Begin closing (once); safe to call from sync code and callbacks."""
+        if self._closing:
+            return
+        self._closing = True
+        self.close_code = int(code)
+        self.close_reason = reason
+        self._queue.clear()
+        self.closed_future.set_result(None)
+        if self._on_close is not None:
+            self._on_close(self)
+        self._closer = asyncio.get_running_loop().create_task(
+            self._shutdown(code, reason, skip_handshake=_from_writer),
+            name=f"wskit-close-{self.id}",
+        )
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close (if not already closing) and wait until nothing of it is left."""
+        self.close_soon(code, reason)
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        if self._closer is not None:
+            # shield: a caller cancelled while waiting must not abandon the teardown
+            await asyncio.shield(self._closer)
+
+    async def _shutdown(self, code: int, reason: str, skip_handshake: bool) -> None:
+        writer = self._writer
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+            try:
+                await writer
+            except asyncio.CancelledError:
+                pass
+        if skip_handshake:
+            self.transport.abort()
+            return
+        try:
+            await asyncio.wait_for(self.transport.close(code, reason), self._close_timeout)
+        except Exception as exc:  # timeout, or the transport already broke
+            log.debug("close of %s did not complete (%r); aborting", self.id, exc)
+            self.transport.abort()

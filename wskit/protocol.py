@@ -1,0 +1,232 @@
+"""The wskit wire protocol: one JSON object per WebSocket text frame.
+
+This module does no I/O. It turns one received text frame into a typed request
+(or a :class:`~wskit.exceptions.ProtocolError` naming the fault) and turns server
+events into the text of the frames to send. Both adapters (aiohttp, FastAPI) and
+the client use it, which is what makes them speak exactly the same protocol.
+``docs/protocol.md`` is the prose version of this file.
+
+Why JSON text frames only: RFC 6455 section 5.6 distinguishes text frames (UTF-8,
+validated by the framework) from binary frames. A chat protocol has no use for
+binary data, so a binary frame is refused with close code 1003 (unsupported data,
+RFC 6455 section 7.4.1) rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .exceptions import ProtocolError
+
+__all__ = [
+    "CloseCode",
+    "ERROR_CODES",
+    "Join",
+    "Leave",
+    "Post",
+    "Direct",
+    "Ping",
+    "Pong",
+    "Request",
+    "parse",
+    "encode",
+    "error_frame",
+    "ROOM_PATTERN",
+]
+
+
+class CloseCode(enum.IntEnum):
+    """Every WebSocket close code wskit sends.
+
+    1000-1015 are RFC 6455 section 7.4.1 codes; 4000-4999 are reserved by the RFC
+    for applications, and wskit uses the ones below.
+    """
+
+    NORMAL = 1000  #: the client or server said goodbye
+    GOING_AWAY = 1001  #: the server is stopping
+    UNSUPPORTED_DATA = 1003  #: a binary frame was received; wskit speaks JSON text only
+    MESSAGE_TOO_BIG = 1009  #: a frame exceeded ``max_message_size``
+    INTERNAL_ERROR = 1011  #: a bug in the server; the connection cannot go on
+    UNAUTHORIZED = 4001  #: no token, or a malformed, badly signed or expired one
+    HEARTBEAT_TIMEOUT = 4002  #: no ``pong`` within ``ping_timeout`` of a ``ping``
+    SLOW_CONSUMER = 4008  #: the connection's outbox overflowed: the client stopped reading
+
+
+#: Error codes carried by ``{"type": "error", "code": ...}`` frames.
+ERROR_CODES: dict[str, str] = {
+    "invalid_json": "the frame is not valid JSON",
+    "not_an_object": "the frame is JSON but not an object",
+    "missing_field": "a required field is absent",
+    "wrong_type": "a field has the wrong JSON type",
+    "invalid_value": "a field has the right type but an unusable value",
+    "unknown_type": "the frame's type is not one wskit knows",
+    "unknown_room": "the room is not in the server's list of rooms",
+    "not_joined": "posting to, or leaving, a room the connection has not joined",
+    "user_offline": "a direct message to a user with no connection anywhere",
+    "backplane_unavailable": "delivered on this instance only: the cross-instance bus is down",
+}
+
+#: Room ids: 1-64 word characters, dots, colons or dashes. They become part of
+#: Redis channel names, so no spaces or wildcards (``*?[]``, see PSUBSCRIBE).
+ROOM_PATTERN = re.compile(r"[\w.:-]{1,64}")
+_MAX_USER_LEN = 128
+_MAX_REF_LEN = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    room: str
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    room: str
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    room: str
+    content: str
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Direct:
+    to: str
+    content: str
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    ref: str | int | None = None
+
+
+Request = Union[Join, Leave, Post, Direct, Ping, Pong]
+
+_JSON_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+                    list: "an array", dict: "an object", type(None): "null"}
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _field(obj: dict, name: str, kind: str) -> Any:
+    """Fetch a required string field, with a precise complaint if it is wrong."""
+    if name not in obj:
+        raise ProtocolError("missing_field", f"a {kind!r} frame needs the field {name!r}")
+    value = obj[name]
+    if not isinstance(value, str):
+        raise ProtocolError(
+            "wrong_type", f"field {name!r} must be a string, got {_type_name(value)}"
+        )
+    return value
+
+
+def _room(obj: dict, kind: str) -> str:
+    room = _field(obj, "roomId", kind)
+    if not ROOM_PATTERN.fullmatch(room):
+        raise ProtocolError(
+            "invalid_value",
+            "field 'roomId' must be 1-64 letters, digits, '_', '.', ':' or '-', "
+            f"got {room[:80]!r}",
+        )
+    return room
+
+
+def _ref(obj: dict) -> str | int | None:
+    ref = obj.get("ref")
+    if ref is None:
+        return None
+    # bool is an int subclass; a ref of true is almost certainly a client bug.
+    if isinstance(ref, bool) or not isinstance(ref, (str, int)):
+        raise ProtocolError(
+            "wrong_type", f"field 'ref' must be a string or an integer, got {_type_name(ref)}"
+        )
+    if isinstance(ref, str) and len(ref) > _MAX_REF_LEN:
+        raise ProtocolError("invalid_value", f"field 'ref' is longer than {_MAX_REF_LEN} characters")
+    return ref
+
+
+def parse(text: str) -> Request:
+    """Parse one client text frame into a request, or raise :class:`ProtocolError`.
+
+    The error's ``code`` is one of :data:`ERROR_CODES`; its message names the
+    field and what was wrong with it, so the error frame can be shown to a user.
+    """
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bad bytes
+        raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("not_an_object", f"frame must be a JSON object, got {_type_name(obj)}")
+    kind = obj.get("type")
+    if kind is None:
+        raise ProtocolError("missing_field", "every frame needs a 'type' field")
+    if not isinstance(kind, str):
+        raise ProtocolError("wrong_type", f"field 'type' must be a string, got {_type_name(kind)}")
+    ref = _ref(obj)
+    if kind == "message":
+        return Post(_room(obj, kind), _field(obj, "content", kind), ref)
+    if kind == "join":
+        return Join(_room(obj, kind), ref)
+    if kind == "leave":
+        return Leave(_room(obj, kind), ref)
+    if kind == "direct":
+        to = _field(obj, "to", kind)
+        if not 0 < len(to) <= _MAX_USER_LEN:
+            raise ProtocolError("invalid_value", f"field 'to' must be 1-{_MAX_USER_LEN} characters")
+        return Direct(to, _field(obj, "content", kind), ref)
+    if kind == "pong":
+        return Pong(ref)
+    if kind == "ping":
+        return Ping(ref)
+    raise ProtocolError(
+        "unknown_type",
+        f"unknown frame type {kind[:40]!r}; expected one of "
+        "'join', 'leave', 'message', 'direct', 'ping', 'pong'",
+    )
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """The text of one server frame: compact JSON, UTF-8 kept as is."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def error_frame(code: str, message: str, ref: str | int | None = None) -> str:
+    """The text of an ``error`` frame."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return encode(frame)
+
+
+def reply(kind: str, ref: str | int | None = None, **fields: Any) -> str:
+    """The text of an acknowledgement (``joined``, ``left``, ``sent``, ``pong``...)."""
+    frame: dict[str, Any] = {"type": kind, **fields}
+    if ref is not None:
+        frame["ref"] = ref
+    return encode(frame)
+
+
+PING = encode({"type": "ping"})
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry (RFC 6455 5.5)."""
+    raw = reason.encode("utf-8")
+    if len(raw) <= 123:
+        return reason
+    return raw[:123].decode("utf-8", "ignore")

@@ -1,0 +1,68 @@
+"""Every tunable of a wskit server, in one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a wskit server behaves. All sizes in bytes, all times in seconds.
+
+    ``Settings()`` is a working default; override with keyword arguments or
+    :meth:`with_`.
+    """
+
+    #: HS256 secret for tokens; None: ``WSKIT_SECRET``, else the dev secret (warns)
+    secret: Optional[str] = None
+    #: allowed ``Origin`` headers (e.g. ``("http://localhost:8000",)``); None: any.
+    #: A request without an Origin header (not a browser) is always allowed.
+    origins: Optional[tuple[str, ...]] = None
+    #: largest accepted frame; a bigger one closes the connection with 1009
+    max_message_size: int = 64 * 1024
+    #: frames a connection may have queued before it is closed with 4008
+    outbox_limit: int = 1024
+    #: how long a closing handshake may take before the TCP connection is dropped
+    close_timeout: float = 2.0
+    #: app-level ``{"type": "ping"}`` period; None turns the app-level heartbeat off
+    ping_interval: Optional[float] = 20.0
+    #: close with 4002 when a ``pong`` is this late
+    ping_timeout: Optional[float] = 20.0
+    #: protocol-level (RFC 6455 ping frame) period; None: off
+    protocol_ping_interval: Optional[float] = None
+    #: protocol-level pong deadline (uvicorn only; aiohttp uses interval / 2)
+    protocol_ping_timeout: Optional[float] = None
+    #: rooms that exist; None: any valid room id is created on first join
+    rooms: Optional[frozenset[str]] = None
+    #: prefix of every backplane channel, so several apps can share one Redis
+    namespace: str = "wskit"
+    #: a name shown to clients in ``welcome`` frames (e.g. "aiohttp-1")
+    instance_name: Optional[str] = None
+    #: serve the browser chat page at ``/`` (the page needs a token)
+    page: bool = True
+    #: ``GET /token?user=NAME`` hands out tokens to anyone: development only
+    dev_tokens: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_message_size < 256:
+            raise ValueError("max_message_size must be at least 256 bytes")
+        if self.outbox_limit < 1:
+            raise ValueError("outbox_limit must be at least 1")
+        if (self.ping_interval is None) != (self.ping_timeout is None):
+            raise ValueError("set both ping_interval and ping_timeout, or neither")
+        for name in ("ping_interval", "ping_timeout", "protocol_ping_interval",
+                     "protocol_ping_timeout", "close_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive (use None to turn it off)")
+        if isinstance(self.origins, str):
+            object.__setattr__(self, "origins", (self.origins,))
+        if self.rooms is not None and not isinstance(self.rooms, frozenset):
+            object.__setattr__(self, "rooms", frozenset(self.rooms))
+
+    def with_(self, **changes: object) -> "Settings":
+        """A copy with some fields changed."""
+        return replace(self, **changes)
