@@ -126,11 +126,8 @@ class Connection:
             )
             return False
         self._queue.append(text)
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
+        if self._wakeup is not None:
+            self._wake_writer()
         return True
 
     async def _write_loop(self) -> None:
@@ -140,9 +137,9 @@ class Connection:
         try:
             while True:
                 while queue:
-                    # popleft after the send would keep a sent frame counted; before
-                    # is right: a failed send means the connection is over anyway.
                     await send(queue.popleft())
+                if self._closing:
+                    return  # flushed (or cleared): the closer takes over
                 self._wakeup = loop.create_future()
                 await self._wakeup
         except asyncio.CancelledError:
@@ -151,17 +148,32 @@ class Connection:
             log.debug("write to %s failed: %r", self.id, exc)
             self.close_soon(CloseCode.GOING_AWAY, "write failed", _from_writer=True)
 
+    def _wake_writer(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+
     # -- closing -------------------------------------------------------------
 
-    def close_soon(self, code: int, reason: str = "", *, _from_writer: bool = False) -> None:
-        """Begin closing (once); safe to call from sync code and callbacks."""
+    def close_soon(self, code: int, reason: str = "", *, flush: bool = False,
+                   _from_writer: bool = False) -> None:
+        """Begin closing (once); safe to call from sync code and callbacks.
+
+        ``flush`` sends what is already queued before the close frame (a server
+        shutting down); otherwise queued frames are dropped (a client that is too
+        slow or silent would never read them anyway).
+        """
         if self._closing:
             return
         self._closing = True
         self.close_code = int(code)
         self.close_reason = reason
-        self._queue.clear()
+        if not flush:
+            self._queue.clear()
         self.closed_future.set_result(None)
+        self._wake_writer()
         if self._on_close is not None:
             self._on_close(self)
         self._closer = asyncio.get_running_loop().create_task(
@@ -169,9 +181,10 @@ class Connection:
             name=f"wskit-close-{self.id}",
         )
 
-    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "", *,
+                    flush: bool = False) -> None:
         """Close (if not already closing) and wait until nothing of it is left."""
-        self.close_soon(code, reason)
+        self.close_soon(code, reason, flush=flush)
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
@@ -181,17 +194,36 @@ class Connection:
 
     async def _shutdown(self, code: int, reason: str, skip_handshake: bool) -> None:
         writer = self._writer
-        if writer is not None and writer is not asyncio.current_task():
-            writer.cancel()
-            try:
-                await writer
-            except asyncio.CancelledError:
-                pass
+        if writer is not None and not writer.done():
+            # Let the writer finish the frame in flight (and the queue, when
+            # flushing) so the close frame follows whole frames. A peer that does
+            # not read for close_timeout is not waited for any longer.
+            await asyncio.wait({writer}, timeout=self._close_timeout)
+            if not writer.done():
+                writer.cancel()
+                await asyncio.wait({writer})
+                skip_handshake = True
         if skip_handshake:
             self.transport.abort()
             return
-        try:
-            await asyncio.wait_for(self.transport.close(code, reason), self._close_timeout)
-        except Exception as exc:  # timeout, or the transport already broke
-            log.debug("close of %s did not complete (%r); aborting", self.id, exc)
+        if not await close_within(self.transport, code, reason, self._close_timeout):
+            log.debug("close of %s did not complete; aborting", self.id)
             self.transport.abort()
+
+
+async def close_within(transport: Transport, code: int, reason: str, timeout: float) -> bool:
+    """Run the closing handshake in a task of its own, for at most ``timeout`` s.
+
+    A task of its own, not ``wait_for``: a framework may raise CancelledError out
+    of its close (aiohttp does when a cancelled writer left its shared drain
+    future cancelled), and that must not pass for *our* cancellation.
+    True if the handshake completed without error.
+    """
+    task = asyncio.get_running_loop().create_task(transport.close(code, reason))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    return bool(done) and not task.cancelled() and task.exception() is None

@@ -27,7 +27,7 @@ from typing import Any, Coroutine, Optional, Union
 from . import protocol
 from .auth import resolve_secret, verify_token
 from .backplane import Backplane, decode_envelope, encode_envelope, from_url
-from .connection import Connection, Transport
+from .connection import Connection, Transport, close_within
 from .exceptions import AuthError, BackplaneUnavailable, ProtocolError
 from .heartbeat import Heartbeat
 from .hub import Hub
@@ -90,7 +90,7 @@ class ChatServer:
 
     async def stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "server stopping") -> None:
         """Close every connection (pending frames are flushed first), then the backplane."""
-        await asyncio.gather(*(c.close(code, reason) for c in list(self._connections)))
+        await asyncio.gather(*(c.close(code, reason, flush=True) for c in list(self._connections)))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self.backplane is not None:
@@ -131,7 +131,9 @@ class ChatServer:
         try:
             user = self.authenticate(token)
         except AuthError as exc:
-            await _close_transport(transport, CloseCode.UNAUTHORIZED, str(exc), self.settings)
+            if not await close_within(transport, CloseCode.UNAUTHORIZED, str(exc),
+                                      self.settings.close_timeout):
+                transport.abort()
             return
         conn = Connection(transport, user, outbox_limit=self.settings.outbox_limit,
                           close_timeout=self.settings.close_timeout, on_close=self._on_close)
@@ -366,9 +368,3 @@ class ChatServer:
     def connections(self) -> list[Connection]:
         return list(self._connections)
 
-
-async def _close_transport(transport: Transport, code: int, reason: str, settings: Settings) -> None:
-    try:
-        await asyncio.wait_for(transport.close(code, reason), settings.close_timeout)
-    except Exception:
-        transport.abort()

@@ -1,0 +1,176 @@
+"""Delivery that one client cannot break: tabs, stalled readers, killed sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wskit import ChatServer, CloseCode
+from wskit.connection import Connection
+
+
+async def test_two_tabs_sender_skipped_other_tab_served(start, clients, framework) -> None:
+    srv = await start(framework)
+    tab1 = await clients(srv, user="alice")
+    tab2 = await clients(srv, user="alice")
+    bob = await clients(srv, user="bob")
+    for c in (tab1, tab2, bob):
+        await c.join("lobby")
+    sent = await tab1.send("lobby", "from tab 1")
+    assert (await tab2.receive())["id"] == sent["id"]
+    assert (await bob.receive())["id"] == sent["id"]
+    await bob.direct("alice", "to both tabs")
+    assert (await tab1.receive())["content"] == "to both tabs"
+    assert (await tab2.receive())["content"] == "to both tabs"
+    assert tab1.drain() == []  # the sending tab got its ack, not its own message
+
+    await tab1.close()
+    await bob.send("lobby", "tab 2 still here?")
+    assert (await tab2.receive())["content"] == "tab 2 still here?"
+    hub = srv.server.hub
+    assert hub.members("lobby") == ["alice", "bob"]
+    assert len(hub.user_targets("alice")) == 1
+
+    await tab2.close()
+    await bob.send("lobby", "alice gone")
+    await bob.leave("lobby")
+    # no trace of alice, and the empty room is gone
+    assert hub.users() == ["bob"] and hub.rooms() == []
+
+
+async def test_stalled_reader_holds_up_nobody_and_loses_nothing(start, clients, framework) -> None:
+    # outbox large enough that the stalled client is not cut off in this test
+    srv = await start(framework, outbox_limit=100_000, max_message_size=1 << 20)
+    sender = await clients(srv, user="sender")
+    healthy = [await clients(srv, user=f"h{i}") for i in range(3)]
+    stalled = await clients(srv, user="stalled")
+    for c in (sender, *healthy, stalled):
+        await c.join("room")
+    stalled.pause_reading()
+    payload = "x" * 4096
+    count = 3000  # 12 MB per receiver: more than loopback socket buffers hold
+    for i in range(count):
+        await sender.request({"type": "message", "roomId": "room", "content": f"{i}:{payload}"})
+    for c in healthy:
+        for i in range(count):
+            assert (await c.receive())["content"].startswith(f"{i}:")
+    # everyone else got everything while the stalled client's frames wait server-side
+    conn = next(x for x in srv.server.connections if x.user == "stalled")
+    assert conn.pending > 0 and not conn.closing
+    stalled.resume_reading()
+    for i in range(count):
+        assert (await stalled.receive(timeout=10))["content"].startswith(f"{i}:")
+
+
+async def test_full_outbox_closes_only_that_client_with_4008(start, clients, framework) -> None:
+    # close_timeout: the server waits this long for the stalled client to take
+    # its close frame; the test resumes reading well within it
+    srv = await start(framework, outbox_limit=50, max_message_size=1 << 20, close_timeout=30)
+    sender = await clients(srv, user="sender")
+    healthy = await clients(srv, user="healthy")
+    stalled = await clients(srv, user="stalled")
+    for c in (sender, healthy, stalled):
+        await c.join("room")
+    stalled.pause_reading()
+    payload = "y" * 16384
+    count = 800
+    for i in range(count):
+        await sender.request({"type": "message", "roomId": "room", "content": f"{i}:{payload}"})
+    for i in range(count):
+        assert (await healthy.receive())["content"].startswith(f"{i}:")
+    assert srv.server.hub.members("room") == ["sender", "healthy"]
+    stalled.resume_reading()
+    assert await stalled.wait_closed(timeout=15) == CloseCode.SLOW_CONSUMER
+    assert "outbox full" in stalled.close_reason
+
+
+async def test_socket_killed_mid_broadcast(start, clients, framework) -> None:
+    srv = await start(framework)
+    sender = await clients(srv, user="sender")
+    receivers = [await clients(srv, user=f"r{i}") for i in range(5)]
+    victim = receivers[2]
+    for c in (sender, *receivers):
+        await c.join("room")
+    for i in range(200):
+        if i == 50:
+            await victim.kill()  # TCP reset, no closing handshake
+        await sender.send("room", str(i))  # the sender never sees an error
+    for c in receivers:
+        if c is victim:
+            continue
+        assert [int((await c.receive())["content"]) for _ in range(200)] == list(range(200))
+    await sender.send("room", "last")
+    hub = srv.server.hub
+    for c in receivers:
+        if c is not victim:
+            assert (await c.receive())["content"] == "last"
+    assert "r2" not in hub.members("room") and "r2" not in hub.users()
+
+
+class MemoryTransport:
+    """An in-memory stand-in for a socket, to test the server without I/O."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self.sent: list[str] = []
+        self.got = asyncio.Event()
+        self.closed_with: tuple[int, str] | None = None
+
+    async def receive(self) -> str | bytes | None:
+        return await self.incoming.get()
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(text)
+        self.got.set()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+        self.incoming.put_nowait(None)
+
+    def abort(self) -> None:
+        self.incoming.put_nowait(None)
+
+
+async def _wait_for(transport: MemoryTransport, n: int) -> None:
+    while len(transport.sent) < n:
+        transport.got.clear()
+        await asyncio.wait_for(transport.got.wait(), 5)
+
+
+async def test_broadcast_is_encoded_once_for_all_receivers() -> None:
+    server = ChatServer(backplane="none", ping_interval=None, ping_timeout=None)
+    await server.start()
+    ts = [MemoryTransport() for _ in range(4)]
+    tasks = [asyncio.create_task(server.serve_connection(t, server_token(server, f"u{i}")))
+             for i, t in enumerate(ts)]
+    for t in ts:
+        t.incoming.put_nowait('{"type":"join","roomId":"r"}')
+        await _wait_for(t, 2)  # welcome, joined
+    ts[0].incoming.put_nowait('{"type":"message","roomId":"r","content":"once"}')
+    for t in ts[1:]:
+        await _wait_for(t, 3)
+    frames = [t.sent[2] for t in ts[1:]]
+    assert all(f is frames[0] for f in frames)  # one str object shared, not re-encoded
+    await server.stop()
+    await asyncio.gather(*tasks)
+    assert all(t.closed_with == (CloseCode.GOING_AWAY, "server stopping") for t in ts)
+
+
+def server_token(server: ChatServer, user: str) -> str:
+    from wskit import issue_token
+
+    return issue_token(user, server.secret)
+
+
+async def test_connection_outbox_policy_without_sockets() -> None:
+    t = MemoryTransport()
+    closed: list[Connection] = []
+    conn = Connection(t, "u", outbox_limit=3, on_close=closed.append)
+    # writer not started: nothing drains, so the 4th frame overflows
+    assert [conn.deliver(str(i)) for i in range(3)] == [True] * 3
+    assert conn.deliver("overflow") is False
+    assert conn.closing and conn.close_code == CloseCode.SLOW_CONSUMER
+    assert closed == [conn] and conn.deliver("late") is False
+    await conn.wait_closed()
+    assert t.closed_with is not None and t.closed_with[0] == 4008
