@@ -262,25 +262,39 @@ class ChatServer:
         mid, now = self._next_id(), time.time()
         text = protocol.encode({"type": "direct", "from": conn.user, "to": req.to,
                                 "content": req.content, "timestamp": now, "id": mid})
-        everywhere_here = self.hub.user_targets(req.to)
-        local = [c for c in everywhere_here if c is not conn]
-        for target in local:
-            target.deliver(text)
-        remote = 0
-        if self.backplane is not None:
-            try:
-                remote = await self.backplane.publish(self._user_channel(req.to),
-                                                      encode_envelope(self.instance_id, text))
-            except BackplaneUnavailable as exc:
-                conn.deliver(self._backplane_error(exc, req.ref))
-                remote = -1  # unknown: do not claim the user is offline
-            if everywhere_here and remote > 0:
-                remote -= 1  # our own subscription to that user's channel heard it too
-        if not local and remote == 0 and req.to != conn.user:
+        # The recipient's connections, and the sender's other tabs (a conversation
+        # shows in every tab of both users); never the sending connection itself.
+        users = [req.to] if req.to == conn.user else [req.to, conn.user]
+        reached = 0
+        for user in users:
+            reached += await self._to_user(conn, user, text, req.ref)
+        if reached == 0:
             conn.deliver(protocol.error_frame(
                 "user_offline", f"user {req.to!r} has no open connection", req.ref))
             return
         conn.deliver(protocol.reply("sent", req.ref, id=mid, to=req.to, timestamp=now))
+
+    async def _to_user(self, sender: Connection, user: str, text: str, ref: Any) -> int:
+        """Deliver to every connection of ``user`` here and elsewhere.
+
+        Returns how many connections or instances it reached; -1 when unknown
+        because the backplane is down (the sender is told so).
+        """
+        here = self.hub.user_targets(user)
+        for target in here:
+            if target is not sender:
+                target.deliver(text)
+        reached = len(here) - (sender in here)
+        if self.backplane is not None:
+            try:
+                instances = await self.backplane.publish(
+                    self._user_channel(user), encode_envelope(self.instance_id, text))
+            except BackplaneUnavailable as exc:
+                sender.deliver(self._backplane_error(exc, ref))
+                return -1
+            # our own subscription to that channel (when the user is here) heard it too
+            reached += instances - (1 if here else 0)
+        return reached
 
     async def _join(self, conn: Connection, req: protocol.Join) -> None:
         rooms = self.settings.rooms

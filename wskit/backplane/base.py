@@ -73,6 +73,9 @@ class Backplane(abc.ABC):
         """False while the backend is unreachable (messages then stay local)."""
         return True
 
+    async def wait_healthy(self, timeout: float) -> None:
+        """Return once the backend is reachable again; TimeoutError after ``timeout``."""
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Connect; raise :class:`BackplaneUnavailable` with a clear message if impossible."""

@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from ..exceptions import BackplaneUnavailable, ConfigError
 from .base import Backplane
@@ -92,6 +92,20 @@ def make_client(url: str) -> aioredis.Redis:
         raise ConfigError(f"bad Redis URL {redact(url)!r}: {exc}") from None
 
 
+def listener_client(client: aioredis.Redis) -> aioredis.Redis:
+    """A client like ``client`` (same server, same options) but that never retries.
+
+    redis-py's PubSub quietly reconnects and resubscribes on its first error; the
+    backplane wants every drop to reach its supervisor instead, so that it is
+    logged, counted, reflected in ``healthy`` and followed by a confirmed
+    resubscription.
+    """
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs, retry=Retry(NoBackoff(), 0))
+    return aioredis.Redis.from_pool(
+        aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
 class RedisBackplane(Backplane):
     """Redis pub/sub with a supervised listener.
 
@@ -107,6 +121,7 @@ class RedisBackplane(Backplane):
         self._client = client
         self._owns_client = client is None
         self._max_backoff = max_backoff
+        self._sub_client: aioredis.Redis | None = None
         self._pubsub: aioredis.client.PubSub | None = None
         self._subscribed: set[str] = set()
         self._confirm: dict[str, asyncio.Future[None]] = {}
@@ -120,6 +135,9 @@ class RedisBackplane(Backplane):
     @property
     def healthy(self) -> bool:
         return self._connected.is_set()
+
+    async def wait_healthy(self, timeout: float) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -139,6 +157,7 @@ class RedisBackplane(Backplane):
             raise BackplaneUnavailable(
                 f"cannot reach Redis at {self.url}: {exc or type(exc).__name__}"
             ) from exc
+        self._sub_client = listener_client(self._client)
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(), name=f"wskit-backplane-{self._keepalive[-12:]}"
         )
@@ -155,6 +174,9 @@ class RedisBackplane(Backplane):
         for fut in self._confirm.values():
             fut.cancel()
         self._confirm.clear()
+        if self._sub_client is not None:
+            await self._sub_client.aclose()
+            self._sub_client = None
         if self._client is not None and self._owns_client:
             await self._client.aclose()  # redis-py 5+: aclose(), not close()
             self._client = None
@@ -195,7 +217,8 @@ class RedisBackplane(Backplane):
         backoff = 0.05
         down_since: float | None = None
         while True:
-            pubsub = self.client.pubsub()
+            assert self._sub_client is not None
+            pubsub = self._sub_client.pubsub()
             try:
                 channels = set(self._wanted) | {self._keepalive}
                 await pubsub.subscribe(*channels)
