@@ -41,5 +41,6 @@ def test_secret_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WSKIT_SECRET", "from-env")
     assert auth.resolve_secret() == "from-env"
     monkeypatch.delenv("WSKIT_SECRET")
+    monkeypatch.setattr(auth, "_warned", False)
     with pytest.warns(auth.DevSecretWarning, match="development secret"):
         assert auth.resolve_secret() == auth.DEV_SECRET

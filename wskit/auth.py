@@ -31,6 +31,9 @@ ALGORITHM = "HS256"
 DEV_SECRET = "wskit-development-secret-do-not-deploy"
 
 
+_warned = False
+
+
 class DevSecretWarning(UserWarning):
     """The built-in development secret is in use."""
 
@@ -42,7 +45,9 @@ def resolve_secret(secret: str | None = None, *, warn: bool = True) -> str:
     env = os.environ.get("WSKIT_SECRET")
     if env:
         return env
-    if warn:
+    global _warned
+    if warn and not _warned:
+        _warned = True  # loud once per process, not once per server
         msg = (
             "wskit is using its built-in development secret: anyone can forge tokens. "
             "Pass secret=... or set WSKIT_SECRET before serving beyond your own machine."

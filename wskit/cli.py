@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first instance's port; the second uses PORT+1 (0: any free ports)")
     _add_server_options(p)
 
-    p = sub.add_parser("bench", help="fan-out benchmark (see docs/benchmarks.md)")
+    p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
+    p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat"), default="fanout")
     p.add_argument("--quick", action="store_true", help="a short run, about a minute")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--rounds", type=int, default=None)

@@ -37,6 +37,7 @@ from .protocol import encode
 __all__ = ["Client", "connect", "SyncClient"]
 
 _PONG = encode({"type": "pong"})
+_IGNORED = (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG)
 _CLOSED = object()
 
 
@@ -61,12 +62,15 @@ class Client:
     def __init__(self, target: Any, *, user: Optional[str] = None, token: Optional[str] = None,
                  secret: Optional[str] = None, answer_pings: bool = True,
                  headers: Optional[dict[str, str]] = None, timeout: float = 5.0,
-                 max_msg_size: int = 4 * 1024 * 1024) -> None:
+                 max_msg_size: int = 4 * 1024 * 1024, protocol_pongs: bool = True) -> None:
         self.url = _resolve(target, token, user, secret)
         self.answer_pings = answer_pings
         self.timeout = timeout
         self.welcome: dict[str, Any] = {}
+        #: app-level pings received so far (answered or not)
         self.pings = 0
+        self._ping_seen = asyncio.Event()
+        self._protocol_pongs = protocol_pongs
         self._headers = headers
         self._max_msg_size = max_msg_size
         self._session: Optional[aiohttp.ClientSession] = None
@@ -94,7 +98,7 @@ class Client:
         try:
             self._ws = await self._session.ws_connect(
                 self.url, headers=self._headers, max_msg_size=self._max_msg_size,
-                autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout))
+                autoping=self._protocol_pongs, timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout))
             self._reader = asyncio.get_running_loop().create_task(self._read_loop())
             first = await self.receive(timeout=self.timeout)
         except BaseException:
@@ -210,6 +214,16 @@ class Client:
                 return
             yield item
 
+    async def wait_pings(self, count: int, timeout: Optional[float] = None) -> None:
+        """Wait until ``count`` app-level pings in all have arrived."""
+        async def _wait() -> None:
+            while self.pings < count:
+                if self.closed:
+                    raise ConnectionClosed(self.close_code, self.close_reason)
+                self._ping_seen.clear()
+                await self._ping_seen.wait()  # also set when the connection closes
+        await asyncio.wait_for(_wait(), timeout or self.timeout)
+
     def pause_reading(self) -> None:
         """Stop reading the socket entirely (a frozen tab): back-pressure builds up."""
         self._reading.clear()
@@ -225,8 +239,8 @@ class Client:
                     await self._reading.wait()
                 msg = await ws.receive()
                 if msg.type is not aiohttp.WSMsgType.TEXT:
-                    if msg.type is aiohttp.WSMsgType.BINARY:
-                        continue
+                    if msg.type in _IGNORED:
+                        continue  # binary, or protocol pings when autoping is off
                     if msg.type is aiohttp.WSMsgType.CLOSE:
                         self.close_reason = msg.extra or ""
                     break  # CLOSE, CLOSING, CLOSED, ERROR
@@ -234,6 +248,7 @@ class Client:
                 kind = frame.get("type")
                 if kind == "ping":
                     self.pings += 1
+                    self._ping_seen.set()
                     if self.answer_pings:
                         await ws.send_str(_PONG)
                     continue
@@ -248,6 +263,7 @@ class Client:
         finally:
             self.close_code = ws.close_code
             self._closed.set()
+            self._ping_seen.set()
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(ConnectionClosed(self.close_code, self.close_reason))

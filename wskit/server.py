@@ -38,6 +38,10 @@ log = logging.getLogger("wskit.server")
 
 __all__ = ["ChatServer"]
 
+# closes decided by the server about one client: one line each, never a storm
+_WORTH_A_LOG_LINE = {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
+                     CloseCode.UNSUPPORTED_DATA, CloseCode.INTERNAL_ERROR}
+
 
 class ChatServer:
     """One wskit instance. Start it, hand it connections, stop it.
@@ -201,6 +205,9 @@ class ChatServer:
 
     def _on_close(self, conn: Connection) -> None:
         """Called once, synchronously, when a connection starts closing."""
+        if conn.close_code in _WORTH_A_LOG_LINE:
+            log.info("closing %s (user %r) with %s: %s", conn.id, conn.user, conn.close_code,
+                     conn.close_reason)
         hb = self._heartbeats.pop(conn, None)
         if hb is not None:
             hb.stop()
