@@ -35,6 +35,7 @@ from .runner import (
     enable_nested_asyncio,
     running,
     serve,
+    serve_app,
     serve_in_thread,
     stop_all,
 )
@@ -48,5 +49,5 @@ __all__ = [
     "ClientError", "CloseCode", "ConfigError", "ConnectionClosed", "Hub", "ProtocolError",
     "RunningServer", "ServerError", "ServerStartError", "Settings", "SyncClient",
     "ThreadedServer", "WskitError", "connect", "enable_nested_asyncio", "issue_token",
-    "running", "serve", "serve_in_thread", "stop_all", "verify_token", "__version__",
+    "running", "serve", "serve_app", "serve_in_thread", "stop_all", "verify_token", "__version__",
 ]

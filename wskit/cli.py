@@ -1,4 +1,4 @@
-"""Command line: ``python -m wskit {serve,token,fakeredis,demo}``.
+"""Command line: ``python -m wskit {serve,token,fakeredis,demo,student-copies,bench}``.
 
 Every command that starts something prints the URL(s) to use on stdout, flushed,
 once it is listening, then serves until interrupted (Ctrl-C exits with 0).
@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first instance's port; the second uses PORT+1 (0: any free ports)")
     _add_server_options(p)
 
+    p = sub.add_parser("student-copies",
+                       help="write notebooks without their solution cells, outputs cleared")
+    p.add_argument("source", nargs="?", default="notebooks", help="folder of notebooks")
+    p.add_argument("--out", default=None, help="default: SOURCE/student")
+
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat"), default="fanout")
     p.add_argument("--quick", action="store_true", help="a short run, about a minute")
@@ -107,6 +112,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "fakeredis":
             return _fakeredis(args)
+        if args.command == "student-copies":
+            from pathlib import Path
+
+            from .teaching import write_student_copies
+
+            source = Path(args.source)
+            for path in write_student_copies(source, Path(args.out or source / "student")):
+                print(path, flush=True)
+            return 0
         if args.command == "bench":
             from .bench import main as bench_main
 
@@ -146,15 +160,16 @@ async def _demo(args: argparse.Namespace) -> None:
 
 
 def _fakeredis(args: argparse.Namespace) -> int:
-    from fakeredis import TcpFakeServer
+    import threading
 
-    server = TcpFakeServer((args.host, args.port), server_type="redis")
-    host, port = server.server_address[:2]
-    print(f"redis://{host}:{port}/0", flush=True)
+    from .backplane.fakeserver import FakeRedisServer
+
+    server = FakeRedisServer(args.host, args.port).start()
+    print(server.url, flush=True)
     try:
-        server.serve_forever()
+        threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.stop()
     return 0

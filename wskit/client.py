@@ -62,7 +62,8 @@ class Client:
     def __init__(self, target: Any, *, user: Optional[str] = None, token: Optional[str] = None,
                  secret: Optional[str] = None, answer_pings: bool = True,
                  headers: Optional[dict[str, str]] = None, timeout: float = 5.0,
-                 max_msg_size: int = 4 * 1024 * 1024, protocol_pongs: bool = True) -> None:
+                 max_msg_size: int = 4 * 1024 * 1024, protocol_pongs: bool = True,
+                 welcome: bool = True) -> None:
         self.url = _resolve(target, token, user, secret)
         self.answer_pings = answer_pings
         self.timeout = timeout
@@ -71,6 +72,8 @@ class Client:
         self.pings = 0
         self._ping_seen = asyncio.Event()
         self._protocol_pongs = protocol_pongs
+        #: wait for wskit's welcome frame on connect (False for other servers, e.g. the seed's)
+        self.expect_welcome = welcome
         self._headers = headers
         self._max_msg_size = max_msg_size
         self._session: Optional[aiohttp.ClientSession] = None
@@ -100,12 +103,14 @@ class Client:
                 self.url, headers=self._headers, max_msg_size=self._max_msg_size,
                 autoping=self._protocol_pongs, timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout))
             self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+            if not self.expect_welcome:
+                return self
             first = await self.receive(timeout=self.timeout)
+            if first.get("type") != "welcome":
+                raise RuntimeError(f"expected a welcome frame, got {first!r}")
         except BaseException:
             await self._teardown()
             raise
-        if first.get("type") != "welcome":
-            raise RuntimeError(f"expected a welcome frame, got {first!r}")
         self.welcome = first
         return self
 

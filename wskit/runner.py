@@ -40,7 +40,7 @@ log = logging.getLogger("wskit.runner")
 Framework = Literal["aiohttp", "fastapi"]
 FRAMEWORKS = ("aiohttp", "fastapi")
 
-__all__ = ["serve", "serve_in_thread", "RunningServer", "ThreadedServer", "running",
+__all__ = ["serve", "serve_app", "serve_in_thread", "RunningServer", "ThreadedServer", "running",
            "stop_all", "enable_nested_asyncio", "FRAMEWORKS"]
 
 #: name -> the server started under that name, so a re-run cell can replace it
@@ -67,9 +67,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 class RunningServer:
-    """A server running on this event loop. ``await handle.stop()`` ends it."""
+    """A server running on this event loop. ``await handle.stop()`` ends it.
 
-    def __init__(self, name: str, framework: str, server: ChatServer, sock: socket.socket) -> None:
+    ``server`` is the :class:`ChatServer`, or None for an app started with
+    :func:`serve_app` (the seed's managers, in lessons).
+    """
+
+    def __init__(self, name: str, framework: str, server: Optional[ChatServer],
+                 sock: socket.socket) -> None:
         self.name = name
         self.framework = framework
         self.server = server
@@ -97,7 +102,7 @@ class RunningServer:
 
     def token(self, user: str, ttl: float = 3600.0) -> str:
         """A token this server accepts."""
-        return issue_token(user, self.server.secret, ttl)
+        return issue_token(user, self.server.secret if self.server else None, ttl)
 
     def url_for(self, user: str, ttl: float = 3600.0) -> str:
         """The endpoint with a fresh token for ``user`` in the query string."""
@@ -114,7 +119,8 @@ class RunningServer:
         self._stopped.set()
         if _registry.get(self.name) is self:
             del _registry[self.name]
-        await self.server.stop()
+        if self.server is not None:
+            await self.server.stop()
         if self._stopper is not None:
             await self._stopper()
 
@@ -144,6 +150,7 @@ async def serve(
     name: str = "default",
     settings: Optional[Settings] = None,
     backplane: Union[Backplane, str, None] = None,
+    server: Optional[ChatServer] = None,
     **overrides: Any,
 ) -> RunningServer:
     """Start a wskit server on the running loop and return its handle.
@@ -152,27 +159,66 @@ async def serve(
     ``backplane``: a URL (``fakeredis://``, ``redis://...``, ``memory://``,
     ``"none"``) or a :class:`Backplane`; by default ``WSKIT_REDIS_URL``, else the
     in-process fakeredis shared by every server of this process.
+    ``server``: a ready :class:`ChatServer` (or subclass) to serve instead of
+    building one; ``settings``, ``backplane`` and ``overrides`` are then unused.
     """
     if framework not in FRAMEWORKS:
         raise ConfigError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
     previous = _registry.pop(name, None)
     if previous is not None:
         await _stop_elsewhere(previous)
-    server = ChatServer(settings, backplane=backplane, **overrides)
+    if server is None:
+        server = ChatServer(settings, backplane=backplane, **overrides)
     sock = bind_socket(host, port)
     handle = RunningServer(name, framework, server, sock)
     try:
         await server.start()
+        s = server.settings
         if framework == "aiohttp":
-            handle._stopper = await _start_aiohttp(server, sock)
+            from .adapters.aiohttp import create_app
+
+            handle._stopper = await _start_aiohttp(create_app(server, manage=False), sock,
+                                                   s.close_timeout)
         else:
-            handle._stopper = await _start_uvicorn(server, sock)
+            from .adapters.fastapi import create_app as create_asgi
+
+            handle._stopper = await _start_uvicorn(
+                create_asgi(server, manage=False), sock, s.close_timeout,
+                ws_max_size=s.max_message_size, ws_ping_interval=s.protocol_ping_interval,
+                ws_ping_timeout=s.protocol_ping_timeout)
     except BaseException:
         sock.close()
         await server.stop()
         raise
     _registry[name] = handle
     log.info("wskit %s server %r listening on %s", framework, name, handle.url)
+    return handle
+
+
+async def serve_app(app: Any, *, name: str, host: str = "127.0.0.1", port: int = 0,
+                    **uvicorn_options: Any) -> RunningServer:
+    """Serve any aiohttp ``Application`` or ASGI app the way :func:`serve` does.
+
+    For lessons that run someone else's code (the seed's managers) with the
+    same guarantees: port 0, re-run replaces, errors stay in the cell.
+    """
+    previous = _registry.pop(name, None)
+    if previous is not None:
+        await _stop_elsewhere(previous)
+    from aiohttp import web
+
+    framework = "aiohttp" if isinstance(app, web.Application) else "asgi"
+    sock = bind_socket(host, port)
+    handle = RunningServer(name, framework, None, sock)
+    try:
+        if framework == "aiohttp":
+            handle._stopper = await _start_aiohttp(app, sock, 2.0)
+        else:
+            handle._stopper = await _start_uvicorn(app, sock, 2.0, **uvicorn_options)
+    except BaseException:
+        sock.close()
+        raise
+    _registry[name] = handle
     return handle
 
 
@@ -186,13 +232,11 @@ async def _stop_elsewhere(handle: RunningServer) -> None:
         await asyncio.wrap_future(fut)
 
 
-async def _start_aiohttp(server: ChatServer, sock: socket.socket) -> Any:
+async def _start_aiohttp(app: Any, sock: socket.socket, close_timeout: float) -> Any:
     from aiohttp import web
 
-    from .adapters.aiohttp import create_app
-
-    runner = web.AppRunner(create_app(server, manage=False), handle_signals=False,
-                           access_log=None, shutdown_timeout=server.settings.close_timeout)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           shutdown_timeout=close_timeout)
     await runner.setup()
     site = web.SockSite(runner, sock)
     try:
@@ -226,24 +270,20 @@ def _uvicorn_server_class() -> type:
     return EmbeddedUvicorn
 
 
-async def _start_uvicorn(server: ChatServer, sock: socket.socket) -> Any:
+async def _start_uvicorn(app: Any, sock: socket.socket, close_timeout: float,
+                         **options: Any) -> Any:
     import uvicorn
 
-    from .adapters.fastapi import create_app
-
-    s = server.settings
     config = uvicorn.Config(
-        create_app(server, manage=False),
+        app,
         # explicit: "auto" may pick wsproto, which has no size limit and no pings
         ws="websockets-sansio",
-        ws_max_size=s.max_message_size,
-        ws_ping_interval=s.protocol_ping_interval,
-        ws_ping_timeout=s.protocol_ping_timeout,
         lifespan="off",
         log_config=None,  # never reconfigure the host's (notebook's) logging
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=s.close_timeout,
+        timeout_graceful_shutdown=close_timeout,
+        **options,
     )
     userver = _uvicorn_server_class()(config)
 

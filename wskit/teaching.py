@@ -1,0 +1,140 @@
+"""Classroom mechanics: exercise checks with hints, and student copies of notebooks.
+
+Marking solutions: a code cell tagged ``solution`` (cell metadata ``tags``), or
+whose first line is ``# SOLUTION``, is an instructor's cell. A student copy is
+the notebook without those cells and with every output cleared::
+
+    python -m wskit student-copies notebooks --out notebooks/student
+
+A check raises :class:`ExerciseFailed` (an ``AssertionError``) whose message
+starts with the exercise's name and ends with a hint; it never passes on a stub.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+__all__ = ["ExerciseFailed", "passed", "attempt", "expect", "until", "LogCatcher",
+           "is_solution_cell", "student_copy",
+           "write_student_copies", "SOLUTION_TAG", "SOLUTION_MARKER"]
+
+SOLUTION_TAG = "solution"
+SOLUTION_MARKER = "# SOLUTION"
+
+
+class ExerciseFailed(AssertionError):
+    """An exercise check failed; the message says what and gives a hint."""
+
+    def __init__(self, exercise: str, problem: str, hint: str) -> None:
+        super().__init__(f"{exercise}: {problem}\nHint: {hint}")
+        self.exercise = exercise
+        self.problem = problem
+        self.hint = hint
+
+
+def passed(exercise: str, detail: str = "") -> str:
+    line = f"✓ {exercise}" + (f": {detail}" if detail else "")
+    print(line)
+    return line
+
+
+def attempt(exercise: str, hint: str, func: Callable[..., Any], *args: Any) -> Any:
+    """Call the learner's code; a stub or a crash becomes an :class:`ExerciseFailed`."""
+    try:
+        return func(*args)
+    except NotImplementedError:
+        raise ExerciseFailed(exercise, "not implemented yet", hint) from None
+    except ExerciseFailed:
+        raise
+    except Exception as exc:
+        raise ExerciseFailed(exercise, f"your code raised {exc!r}", hint) from exc
+
+
+def expect(exercise: str, condition: bool, problem: str, hint: str) -> None:
+    if not condition:
+        raise ExerciseFailed(exercise, problem, hint)
+
+
+def is_solution_cell(cell: dict[str, Any]) -> bool:
+    if cell.get("cell_type") != "code":
+        return False
+    if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+        return True
+    source = cell.get("source", "")
+    text = "".join(source) if isinstance(source, list) else source
+    return text.lstrip().startswith(SOLUTION_MARKER)
+
+
+def student_copy(notebook: dict[str, Any]) -> dict[str, Any]:
+    """The notebook without solution cells, outputs cleared."""
+    copy = json.loads(json.dumps(notebook))
+    cells = []
+    for cell in copy["cells"]:
+        if is_solution_cell(cell):
+            continue
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        cells.append(cell)
+    copy["cells"] = cells
+    return copy
+
+
+def write_student_copies(source: Path, out: Path, names: Iterable[str] | None = None) -> list[Path]:
+    """Write a student copy of each notebook in ``source`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(source.glob("*.ipynb")):
+        if names is not None and path.name not in names:
+            continue
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        target = out / path.name
+        target.write_text(json.dumps(student_copy(notebook), indent=1, ensure_ascii=False) + "\n",
+                          encoding="utf-8")
+        written.append(target)
+    return written
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 3.0, what: str = "") -> None:
+    """Wait (bounded) until ``predicate()`` holds: for lessons that watch someone
+    else's server, which sends no acknowledgement to wait on."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"gave up after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(0.01)
+
+
+class LogCatcher:
+    """Collect what a logger reports (one line each), instead of tracebacks in the notebook."""
+
+    def __init__(self, *names: str) -> None:
+        import logging
+
+        self.seen: list[str] = []
+        catcher = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                exc = record.exc_info[1] if record.exc_info else None
+                catcher.seen.append(f"{type(exc).__name__}: {exc}" if exc else record.getMessage())
+
+        self._handler = _Handler()
+        self._loggers = [logging.getLogger(n) for n in names]
+        for logger in self._loggers:
+            logger.addHandler(self._handler)
+            logger.propagate = False
+
+    @property
+    def last(self) -> str:
+        return self.seen[-1] if self.seen else "(nothing logged)"
+
+    def close(self) -> None:
+        for logger in self._loggers:
+            logger.removeHandler(self._handler)
+            logger.propagate = True
