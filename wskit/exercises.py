@@ -23,7 +23,7 @@ __all__ = ["check_slash_commands", "check_private_messages", "check_typing_track
 
 # -- 1. slash commands --------------------------------------------------------
 
-def check_slash_commands(parse_command: Callable[[str, str], dict[str, Any]]) -> str:
+def check_slash_commands(parse_command: Callable[[str, str], dict[str, Any]]) -> None:
     name = "Exercise 1 (slash commands)"
     hint = ("split the text once on whitespace: '/join lobby' -> "
             '{"type": "join", "roomId": "lobby"}; anything not starting with "/" is a '
@@ -49,7 +49,7 @@ def check_slash_commands(parse_command: Callable[[str, str], dict[str, Any]]) ->
 # -- 2. private messages -------------------------------------------------------
 
 async def check_private_messages(transcript: Callable[[list[dict[str, Any]], str, str], list[str]]
-                                 ) -> str:
+                                 ) -> None:
     """A real server; alice and bob exchange direct messages; your transcript must match."""
     name = "Exercise 2 (private messages)"
     hint = ('keep frames whose type is "direct" and that are between the two users, in order; '
@@ -82,7 +82,7 @@ async def check_private_messages(transcript: Callable[[list[dict[str, Any]], str
 
 # -- 3. typing indicator -------------------------------------------------------
 
-def check_typing_tracker(tracker_class: type) -> str:
+def check_typing_tracker(tracker_class: type) -> None:
     name = "Exercise 3 (typing indicator)"
     hint = ("remember per (user, room) when you last announced and when the user last typed; "
             "announce again only after `throttle` seconds; expire after `expiry` seconds")
@@ -108,7 +108,7 @@ def check_typing_tracker(tracker_class: type) -> str:
 
 # -- 4. rate limit -------------------------------------------------------------
 
-async def check_rate_limiter(limiter_class: type) -> str:
+async def check_rate_limiter(limiter_class: type) -> None:
     """The logic on a clock you control, then live: a spammer is limited, others are not."""
     name = "Exercise 4 (rate limit)"
     hint = ("a token bucket: each user starts with `burst` tokens, gains `rate` per second up "
@@ -164,7 +164,7 @@ async def check_rate_limiter(limiter_class: type) -> str:
 # -- 5. member list across instances --------------------------------------------
 
 async def check_members_across_instances(announce: Callable[..., Any],
-                                         room_members: Callable[..., Any]) -> str:
+                                         room_members: Callable[..., Any]) -> None:
     """Two instances (aiohttp, FastAPI) on one fakeredis; the member list is their union."""
     import fakeredis
 

@@ -34,10 +34,8 @@ class ExerciseFailed(AssertionError):
         self.hint = hint
 
 
-def passed(exercise: str, detail: str = "") -> str:
-    line = f"✓ {exercise}" + (f": {detail}" if detail else "")
-    print(line)
-    return line
+def passed(exercise: str, detail: str = "") -> None:
+    print(f"✓ {exercise}" + (f": {detail}" if detail else ""))
 
 
 def attempt(exercise: str, hint: str, func: Callable[..., Any], *args: Any) -> Any:
@@ -97,14 +95,20 @@ def write_student_copies(source: Path, out: Path, names: Iterable[str] | None = 
     return written
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 3.0, what: str = "") -> None:
+async def until(predicate: Callable[[], Any], timeout: float = 3.0, what: str = "") -> None:
     """Wait (bounded) until ``predicate()`` holds: for lessons that watch someone
-    else's server, which sends no acknowledgement to wait on."""
+    else's server, which sends no acknowledgement to wait on. ``predicate`` may
+    be a coroutine function."""
     import asyncio
+    import inspect
+
+    async def holds() -> bool:
+        result = predicate()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate():
+    while not await holds():
         if loop.time() > deadline:
             raise TimeoutError(f"gave up after {timeout}s waiting for {what or predicate}")
         await asyncio.sleep(0.01)
