@@ -81,7 +81,8 @@ async def start() -> AsyncIterator[Starter]:
         kwargs.setdefault("backplane", "none")
         kwargs.setdefault("namespace", namespace)
         kwargs.setdefault("name", f"test-{uuid.uuid4().hex[:8]}")
-        handle = await wskit.serve(framework, port=0, **kwargs)
+        kwargs.setdefault("port", 0)
+        handle = await wskit.serve(framework, **kwargs)
         handles.append(handle)
         return handle
 

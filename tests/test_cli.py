@@ -66,3 +66,31 @@ async def test_serve_port_in_use_is_a_clear_error() -> None:
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert b"wskit: error: cannot listen on" in err
+
+
+@pytest.mark.slow
+async def test_demo_serves_two_instances_that_chat() -> None:
+    import aiohttp
+
+    proc = await _spawn("demo", "--port", "0", "--dev-tokens", "--secret", SECRET)
+    try:
+        lines = [await _first_line(proc), await _first_line(proc)]
+        urls = {line.split()[0]: line.split()[1] for line in lines}
+        assert set(urls) == {"aiohttp", "fastapi"}
+        async with aiohttp.ClientSession() as session:
+            for url in urls.values():
+                async with session.get(url) as page:
+                    assert page.status == 200 and "wskit chat" in await page.text()
+                async with session.get(url + "healthz") as health:
+                    body = await health.json()
+                    assert body["backplane"]["healthy"] is True
+        ws = {fw: url.replace("http://", "ws://") + "ws" for fw, url in urls.items()}
+        async with wskit.connect(ws["aiohttp"], user="alice", secret=SECRET) as alice, \
+                wskit.connect(ws["fastapi"], user="bob", secret=SECRET) as bob:
+            await alice.join("lobby")
+            await bob.join("lobby")
+            await alice.send("lobby", "across the demo's instances")
+            assert (await bob.receive(timeout=10))["content"] == "across the demo's instances"
+    finally:
+        code = await _interrupt(proc)
+    assert code == 0
