@@ -24,11 +24,11 @@ import logging
 from collections import deque
 from typing import Callable, Protocol
 
-from .protocol import CloseCode
+from .protocol import CloseCode, text_frame
 
 log = logging.getLogger("wskit.connection")
 
-__all__ = ["Transport", "Connection"]
+__all__ = ["Transport", "Connection", "Outgoing"]
 
 _ids = itertools.count(1)
 
@@ -52,6 +52,25 @@ class Transport(Protocol):
     def abort(self) -> None:
         """Drop the TCP connection without a handshake (the peer is not cooperating)."""
 
+    # Optional: ``try_write(wire: bytes) -> bool`` writes a ready-made frame now if
+    # the socket can take it without waiting, else returns False (see Connection).
+
+
+class Outgoing:
+    """One server frame, encoded to wire bytes at most once, however many receive it."""
+
+    __slots__ = ("text", "_wire")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = text_frame(self.text.encode())
+        return self._wire
+
 
 class Connection:
     """A client connection as the server sees it.
@@ -66,7 +85,7 @@ class Connection:
     __slots__ = (
         "id", "user", "transport", "close_code", "close_reason", "_queue", "_limit",
         "_wakeup", "_writer", "_closer", "_closing", "_on_close", "_close_timeout", "meta",
-        "closed_future",
+        "closed_future", "_try_write",
     )
 
     def __init__(
@@ -83,7 +102,7 @@ class Connection:
         self.transport = transport
         self.close_code: int | None = None
         self.close_reason = ""
-        self._queue: deque[str] = deque()
+        self._queue: deque[str | Outgoing] = deque()
         self._limit = outbox_limit
         self._wakeup: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -94,6 +113,7 @@ class Connection:
         self.meta: dict = {}  # free for adapters and lessons; the core never reads it
         #: resolved when closing begins, so a reader blocked on a silent peer can be woken
         self.closed_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._try_write = getattr(transport, "try_write", None)
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
@@ -115,17 +135,28 @@ class Connection:
 
     # -- sending -------------------------------------------------------------
 
-    def deliver(self, text: str) -> bool:
-        """Queue one frame; never blocks, never raises. False if it was not queued."""
+    def deliver(self, frame: str | Outgoing) -> bool:
+        """Queue one frame; never blocks, never raises. False if it was not queued.
+
+        When nothing is queued and the writer is idle, a transport that offers
+        ``try_write`` gets the encoded frame at once: no queue, no task switch.
+        That is the common case of a broadcast, and why an ``Outgoing`` shared by
+        all receivers carries its wire bytes.
+        """
         if self._closing:
             return False
-        if len(self._queue) >= self._limit:
+        queue = self._queue
+        if not queue and self._wakeup is not None and self._try_write is not None:
+            wire = frame.wire if type(frame) is Outgoing else text_frame(frame.encode())
+            if self._try_write(wire):
+                return True
+        if len(queue) >= self._limit:
             self.close_soon(
                 CloseCode.SLOW_CONSUMER,
                 f"outbox full ({self._limit} frames): the client is not reading",
             )
             return False
-        self._queue.append(text)
+        queue.append(frame)
         if self._wakeup is not None:
             self._wake_writer()
         return True
@@ -137,7 +168,8 @@ class Connection:
         try:
             while True:
                 while queue:
-                    await send(queue.popleft())
+                    frame = queue.popleft()
+                    await send(frame if type(frame) is str else frame.text)
                 if self._closing:
                     return  # flushed (or cleared): the closer takes over
                 self._wakeup = loop.create_future()

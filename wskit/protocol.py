@@ -224,6 +224,20 @@ def reply(kind: str, ref: str | int | None = None, **fields: Any) -> str:
 PING = encode({"type": "ping"})
 
 
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented text frame carrying ``payload`` (RFC 6455 5.2).
+
+    Server-to-client frames are never masked (RFC 6455 5.1), so one encoding
+    serves every receiver of a broadcast.
+    """
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
 def close_reason(reason: str) -> str:
     """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry (RFC 6455 5.5)."""
     raw = reason.encode("utf-8")

@@ -27,7 +27,7 @@ from typing import Any, Coroutine, Optional, Union
 from . import protocol
 from .auth import resolve_secret, verify_token
 from .backplane import Backplane, decode_envelope, encode_envelope, from_url
-from .connection import Connection, Transport, close_within
+from .connection import Connection, Outgoing, Transport, close_within
 from .exceptions import AuthError, BackplaneUnavailable, ProtocolError
 from .heartbeat import Heartbeat
 from .hub import Hub
@@ -255,8 +255,9 @@ class ChatServer:
         mid, now = self._next_id(), time.time()
         text = protocol.encode({"type": "message", "roomId": req.room, "userId": conn.user,
                                 "content": req.content, "timestamp": now, "id": mid})
+        frame = Outgoing(text)  # encoded once, for every receiver
         for target in self.hub.room_targets(req.room, exclude=conn):
-            target.deliver(text)
+            target.deliver(frame)
         if self.backplane is not None:
             try:
                 await self.backplane.publish(self._room_channel(req.room),
@@ -288,9 +289,10 @@ class ChatServer:
         because the backplane is down (the sender is told so).
         """
         here = self.hub.user_targets(user)
+        frame = Outgoing(text)
         for target in here:
             if target is not sender:
-                target.deliver(text)
+                target.deliver(frame)
         reached = len(here) - (sender in here)
         if self.backplane is not None:
             try:
@@ -365,9 +367,9 @@ class ChatServer:
         else:
             return
         if targets:
-            text = protocol.encode(frame)
+            outgoing = Outgoing(protocol.encode(frame))
             for target in targets:
-                target.deliver(text)
+                target.deliver(outgoing)
 
     @staticmethod
     def _backplane_error(exc: Exception, ref: Any) -> str:

@@ -15,6 +15,9 @@ __all__ = ["create_app", "AiohttpTransport", "SERVER_KEY"]
 
 SERVER_KEY: web.AppKey[ChatServer] = web.AppKey("wskit_server", ChatServer)
 
+#: above this many buffered bytes, frames go through the outbox and aiohttp's drain
+_WRITE_LIMIT = 64 * 1024
+
 _END = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
@@ -41,6 +44,16 @@ class AiohttpTransport:
     async def send_text(self, text: str) -> None:
         await self.ws.send_str(text)
 
+    def try_write(self, wire: bytes) -> bool:
+        """Write a ready-made frame if the socket's buffer has room (no compression here)."""
+        tcp = self._tcp
+        if tcp is None or self.ws.closed or tcp.is_closing():
+            return False
+        if tcp.get_write_buffer_size() > _WRITE_LIMIT:
+            return False  # back-pressure: the writer task will wait for the drain
+        tcp.write(wire)
+        return True
+
     async def close(self, code: int, reason: str) -> None:
         await self.ws.close(code=code, message=close_reason(reason).encode())
 
@@ -59,6 +72,9 @@ async def _ws_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=s.max_message_size,
         heartbeat=s.protocol_ping_interval,
         timeout=s.close_timeout,
+        # no permessage-deflate: chat frames are small, and a broadcast is then
+        # encoded once for all receivers (Outgoing.wire) instead of compressed per receiver
+        compress=False,
     )
     await ws.prepare(request)
     await server.serve_connection(AiohttpTransport(ws, request.transport),

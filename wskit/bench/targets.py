@@ -1,0 +1,123 @@
+"""The servers the fan-out benchmark compares, each run in a process of its own.
+
+    python -m wskit.bench.targets KIND [--redis URL]
+
+prints ``READY <base url>`` once listening and serves until stdin closes.
+
+==================  ==========================================================
+kind                what
+==================  ==========================================================
+``raw-aiohttp``     the floor: a plain aiohttp handler that sends one pre-encoded
+                    string to a plain list of sockets, nothing else
+``wskit-aiohttp``   wskit on aiohttp, standalone
+``wskit-fastapi``   wskit on FastAPI/uvicorn, standalone
+``seed-aiohttp``    the seed's aiohttp manager as written (+ ``import time``)
+``seed-fastapi``    the seed's FastAPI manager as written
+``wskit-2x``        two wskit instances (aiohttp + FastAPI) in one process,
+                    joined by a backplane (``--redis``; default fakeredis)
+==================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+import time
+
+from aiohttp import WSMsgType, web
+
+from .. import runner
+from ..runner import serve, serve_app
+
+SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+#: Every target's sockets get this fixed kernel send buffer (accepted sockets inherit
+#: SO_SNDBUF from the listening one). Loopback would otherwise autotune it to
+#: megabytes, and a frozen reader would not back up into the server within a run
+#: as it does over a real network. The same for every target, the floor included.
+SNDBUF = 64 * 1024
+
+
+def _bind_with_sndbuf(host: str, port: int) -> socket.socket:
+    sock = _bind(host, port)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+    return sock
+
+
+_bind = runner.bind_socket
+runner.bind_socket = _bind_with_sndbuf
+KINDS = ("raw-aiohttp", "wskit-aiohttp", "wskit-fastapi", "seed-aiohttp", "seed-fastapi",
+         "wskit-2x")
+
+
+def raw_app() -> web.Application:
+    """The floor: the least a room broadcast can do on aiohttp."""
+    sockets: list[web.WebSocketResponse] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=1 << 20)
+        await ws.prepare(request)
+        sockets.append(ws)
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT and msg.data.startswith('{"type":"message"'):
+                    text = msg.data  # forwarded as is: no parsing, no encoding
+                    for other in sockets:
+                        if other is not ws:
+                            await other.send_str(text)
+        finally:
+            sockets.remove(ws)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    return app
+
+
+async def run(kind: str, redis: str | None) -> None:
+    handles = []
+    if kind == "raw-aiohttp":
+        handles.append(await serve_app(raw_app(), name="bench"))
+    elif kind in ("wskit-aiohttp", "wskit-fastapi"):
+        handles.append(await serve(kind.split("-")[1], name="bench", backplane="none",
+                                   secret=SECRET, max_message_size=1 << 20))
+    elif kind == "wskit-2x":
+        namespace = f"bench{time.time_ns()}"  # private to this run, even on a shared Redis
+        for fw in ("aiohttp", "fastapi"):
+            handles.append(await serve(fw, name=f"bench-{fw}", backplane=redis or "fakeredis://bench",
+                                       secret=SECRET, max_message_size=1 << 20,
+                                       namespace=namespace))
+    elif kind == "seed-aiohttp":
+        from ..seed import aiohttp_manager as seed
+
+        seed.time = time  # the one missing import
+        seed.SECRET_KEY = SECRET
+        handles.append(await serve_app(seed.make_app(), name="bench"))
+    elif kind == "seed-fastapi":
+        from ..seed import fastapi_manager as seed
+
+        handles.append(await serve_app(seed.app, name="bench"))
+    else:
+        raise SystemExit(f"unknown target {kind!r}")
+    print("READY " + " ".join(f"{h.host}:{h.port}" for h in handles), flush=True)
+    loop = asyncio.get_running_loop()
+    # serve until the benchmark closes our stdin (or dies)
+    await loop.run_in_executor(None, sys.stdin.read)
+    for handle in handles:
+        await handle.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--redis", default=None)
+    args = parser.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.CRITICAL)  # the seeds log every broken pipe
+    asyncio.run(run(args.kind, args.redis))
+
+
+if __name__ == "__main__":
+    main()
