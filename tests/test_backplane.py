@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+
+from processes import first_line, interrupt, spawn
 
 import wskit
 from wskit import ServerError
@@ -160,42 +161,18 @@ async def test_injected_client_is_used_and_not_closed(start, clients) -> None:
 
 # -- separate processes -------------------------------------------------------
 
-async def _spawn(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wskit", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-async def _line(proc: asyncio.subprocess.Process) -> str:
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 30)
-    if not line:
-        raise AssertionError((await proc.stderr.read()).decode())  # type: ignore[union-attr]
-    return line.decode().strip()
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
 @pytest.mark.slow
 async def test_separate_processes_share_wskit_fakeredis() -> None:
     secret = "proc-secret-0123456789abcdef0123456789"
-    procs = [await _spawn("fakeredis", "--port", "0")]
+    procs = [await spawn("fakeredis", "--port", "0")]
     try:
-        redis_url = await _line(procs[0])
+        redis_url = await first_line(procs[0])
         assert redis_url.startswith("redis://127.0.0.1:")
         urls = []
         for fw in ("aiohttp", "fastapi"):
-            procs.append(await _spawn("serve", "--framework", fw, "--port", "0",
+            procs.append(await spawn("serve", "--framework", fw, "--port", "0",
                                       "--secret", secret, "--redis", redis_url))
-            urls.append(await _line(procs[-1]))
+            urls.append(await first_line(procs[-1]))
         async with wskit.connect(urls[0], user="alice", secret=secret) as alice, \
                 wskit.connect(urls[1], user="bob", secret=secret) as bob:
             await alice.join("r")
@@ -208,7 +185,7 @@ async def test_separate_processes_share_wskit_fakeredis() -> None:
             assert (await alice.receive(timeout=10))["content"] == "direct across processes"
     finally:
         for proc in reversed(procs):
-            await _stop(proc)
+            await interrupt(proc)
 
 
 # -- faults: a redis-server of the test's own ----------------------------------

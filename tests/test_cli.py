@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 
 import pytest
+from processes import first_line, interrupt, spawn
 
 import wskit
 from wskit.cli import main
@@ -20,39 +19,19 @@ def test_token_prints_a_valid_token_last(capsys: pytest.CaptureFixture[str]) -> 
     assert wskit.verify_token(last, SECRET) == "alice"
 
 
-async def _spawn(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wskit", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-async def _first_line(proc: asyncio.subprocess.Process) -> str:
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 30)
-    if not line:
-        assert proc.stderr is not None
-        raise AssertionError((await proc.stderr.read()).decode())
-    return line.decode().strip()
-
-
-async def _interrupt(proc: asyncio.subprocess.Process) -> int:
-    proc.send_signal(signal.SIGINT)
-    return await asyncio.wait_for(proc.wait(), 30)
-
-
 @pytest.mark.parametrize("framework", ["aiohttp", "fastapi"])
 async def test_serve_prints_its_url_and_serves_until_interrupted(framework: str) -> None:
-    proc = await _spawn("serve", "--framework", framework, "--port", "0", "--secret", SECRET,
+    proc = await spawn("serve", "--framework", framework, "--port", "0", "--secret", SECRET,
                         "--redis", "none")
     try:
-        url = await _first_line(proc)
+        url = await first_line(proc)
         assert url.startswith("ws://127.0.0.1:") and url.endswith("/ws")
         token = wskit.issue_token("alice", SECRET)
         async with wskit.connect(url, token=token) as alice:
             assert alice.welcome["instance"].startswith(framework)
             await alice.join("lobby")
     finally:
-        code = await _interrupt(proc)
+        code = await interrupt(proc)
     assert code == 0
 
 
@@ -62,7 +41,7 @@ async def test_serve_port_in_use_is_a_clear_error() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        proc = await _spawn("serve", "--port", str(busy.getsockname()[1]), "--redis", "none")
+        proc = await spawn("serve", "--port", str(busy.getsockname()[1]), "--redis", "none")
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert b"wskit: error: cannot listen on" in err
@@ -72,9 +51,9 @@ async def test_serve_port_in_use_is_a_clear_error() -> None:
 async def test_demo_serves_two_instances_that_chat() -> None:
     import aiohttp
 
-    proc = await _spawn("demo", "--port", "0", "--dev-tokens", "--secret", SECRET)
+    proc = await spawn("demo", "--port", "0", "--dev-tokens", "--secret", SECRET)
     try:
-        lines = [await _first_line(proc), await _first_line(proc)]
+        lines = [await first_line(proc), await first_line(proc)]
         urls = {line.split()[0]: line.split()[1] for line in lines}
         assert set(urls) == {"aiohttp", "fastapi"}
         async with aiohttp.ClientSession() as session:
@@ -92,5 +71,5 @@ async def test_demo_serves_two_instances_that_chat() -> None:
             await alice.send("lobby", "across the demo's instances")
             assert (await bob.receive(timeout=10))["content"] == "across the demo's instances"
     finally:
-        code = await _interrupt(proc)
+        code = await interrupt(proc)
     assert code == 0

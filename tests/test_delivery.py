@@ -41,7 +41,8 @@ async def test_two_tabs_sender_skipped_other_tab_served(start, clients, framewor
 
 async def test_stalled_reader_holds_up_nobody_and_loses_nothing(start, clients, framework) -> None:
     # outbox large enough that the stalled client is not cut off in this test
-    srv = await start(framework, outbox_limit=100_000, max_message_size=1 << 20)
+    srv = await start(framework, outbox_limit=100_000, outbox_bytes=1 << 26,
+                      max_message_size=1 << 20)
     sender = await clients(srv, user="sender")
     healthy = [await clients(srv, user=f"h{i}") for i in range(3)]
     stalled = await clients(srv, user="stalled")
@@ -174,3 +175,62 @@ async def test_connection_outbox_policy_without_sockets() -> None:
     assert closed == [conn] and conn.deliver("late") is False
     await conn.wait_closed()
     assert t.closed_with is not None and t.closed_with[0] == 4008
+
+    # the byte budget applies too: two 600-character frames do not fit in 1000
+    t2, closed2 = MemoryTransport(), []
+    conn2 = Connection(t2, "u", outbox_limit=100, outbox_bytes=1000, on_close=closed2.append)
+    assert conn2.deliver("x" * 600) is True
+    assert conn2.deliver("y" * 600) is False and conn2.close_code == CloseCode.SLOW_CONSUMER
+    await conn2.wait_closed()
+
+
+class WireTransport(MemoryTransport):
+    """A transport that, like aiohttp's, can take ready-made frame bytes at once."""
+
+    def __init__(self, room_for: int = 1 << 30) -> None:
+        super().__init__()
+        self.wire: list[bytes] = []
+        self.room_for = room_for
+
+    def try_write(self, wire: bytes) -> bool:
+        if len(self.wire) >= self.room_for:
+            return False
+        self.wire.append(wire)
+        return True
+
+
+async def test_broadcast_wire_bytes_are_shared_and_order_is_kept() -> None:
+    from wskit.protocol import text_frame
+
+    server = ChatServer(backplane="none", ping_interval=None, ping_timeout=None)
+    await server.start()
+    sender, fast, tight = MemoryTransport(), WireTransport(), WireTransport(room_for=2)
+    tasks = [asyncio.create_task(server.serve_connection(t, server_token(server, u)))
+             for t, u in ((sender, "s"), (fast, "f"), (tight, "t"))]
+    for t in (sender, fast, tight):
+        t.incoming.put_nowait('{"type":"join","roomId":"r"}')
+    await _wait_for(sender, 2)
+    for _ in range(1000):  # let the joins land: no I/O involved, a few loop turns
+        if len(fast.wire) + len(fast.sent) >= 2 and len(tight.wire) + len(tight.sent) >= 2:
+            break
+        await asyncio.sleep(0)
+    assert len(fast.wire) + len(fast.sent) == 2
+    for i in range(5):
+        sender.incoming.put_nowait(f'{{"type":"message","roomId":"r","content":"{i}"}}')
+    await _wait_for(sender, 7)  # five acks
+    await _wait_for(tight, 5)
+    # the fast receiver took shared bytes straight from each broadcast
+    posts = [w for w in fast.wire if b'"message"' in w]
+    assert len(posts) == 5 and posts[0] == text_frame(json_text(posts[0]).encode())
+    # the tight one ran out of room after two frames: the rest queued, in order
+    contents = [w for w in tight.wire if b'"message"' in w] + [
+        s.encode() for s in tight.sent if '"message"' in s]
+    assert [c.split(b'"content":"')[1][:1] for c in contents] == [b"0", b"1", b"2", b"3", b"4"]
+    await server.stop()
+    await asyncio.gather(*tasks)
+
+
+def json_text(wire: bytes) -> str:
+    """The payload of a short unmasked text frame."""
+    assert wire[0] == 0x81 and wire[1] < 126
+    return wire[2:].decode()

@@ -9,8 +9,11 @@ awaiting. The outbox is bounded: when it is full the client is not keeping up,
 and it is closed with :attr:`CloseCode.SLOW_CONSUMER` (4008) rather than being
 allowed to grow the server's memory without limit.
 
-The memory a connection can pin is therefore at most ``outbox_limit`` frames
-plus the transport's own write buffer.
+The outbox is bounded twice, in frames (``outbox_limit``) and in characters of
+queued text (``outbox_bytes``), whichever fills first. A queued frame may hold
+its text and its encoded bytes, so the memory one connection can pin is at most
+about ``2 * outbox_bytes`` plus the transport's write buffer; frames of a
+broadcast are shared by all receivers, so it is usually far less.
 
 A :class:`Transport` is the only thing an adapter must provide; it wraps a
 framework's WebSocket object.
@@ -84,6 +87,7 @@ class Connection:
 
     __slots__ = (
         "id", "user", "transport", "close_code", "close_reason", "_queue", "_limit",
+        "_byte_limit", "_queued_bytes",
         "_wakeup", "_writer", "_closer", "_closing", "_on_close", "_close_timeout", "meta",
         "closed_future", "_try_write",
     )
@@ -94,6 +98,7 @@ class Connection:
         user: str,
         *,
         outbox_limit: int = 1024,
+        outbox_bytes: int = 1 << 20,
         close_timeout: float = 2.0,
         on_close: Callable[[Connection], None] | None = None,
     ) -> None:
@@ -104,6 +109,8 @@ class Connection:
         self.close_reason = ""
         self._queue: deque[str | Outgoing] = deque()
         self._limit = outbox_limit
+        self._byte_limit = outbox_bytes
+        self._queued_bytes = 0
         self._wakeup: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -150,12 +157,15 @@ class Connection:
             wire = frame.wire if type(frame) is Outgoing else text_frame(frame.encode())
             if self._try_write(wire):
                 return True
-        if len(queue) >= self._limit:
+        size = len(frame) if type(frame) is str else len(frame.text)  # type: ignore[union-attr]
+        if len(queue) >= self._limit or self._queued_bytes + size > self._byte_limit:
             self.close_soon(
                 CloseCode.SLOW_CONSUMER,
-                f"outbox full ({self._limit} frames): the client is not reading",
+                f"outbox full ({len(queue)} frames, {self._queued_bytes} bytes): "
+                "the client is not reading",
             )
             return False
+        self._queued_bytes += size
         queue.append(frame)
         if self._wakeup is not None:
             self._wake_writer()
@@ -169,7 +179,9 @@ class Connection:
             while True:
                 while queue:
                     frame = queue.popleft()
-                    await send(frame if type(frame) is str else frame.text)
+                    text = frame if type(frame) is str else frame.text
+                    self._queued_bytes -= len(text)
+                    await send(text)
                 if self._closing:
                     return  # flushed (or cleared): the closer takes over
                 self._wakeup = loop.create_future()
@@ -204,6 +216,7 @@ class Connection:
         self.close_reason = reason
         if not flush:
             self._queue.clear()
+            self._queued_bytes = 0
         self.closed_future.set_result(None)
         self._wake_writer()
         if self._on_close is not None:

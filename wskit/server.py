@@ -140,6 +140,7 @@ class ChatServer:
                 transport.abort()
             return
         conn = Connection(transport, user, outbox_limit=self.settings.outbox_limit,
+                          outbox_bytes=self.settings.outbox_bytes,
                           close_timeout=self.settings.close_timeout, on_close=self._on_close)
         self._connections.add(conn)
         reader: Optional[asyncio.Task[None]] = None
@@ -159,10 +160,8 @@ class ChatServer:
         finally:
             if reader is not None and not reader.done():
                 reader.cancel()
-                try:
-                    await reader
-                except asyncio.CancelledError:
-                    pass
+                # wait() rather than await: our own cancellation, if any, must propagate
+                await asyncio.wait({reader})
             await conn.close(CloseCode.NORMAL)
             self._connections.discard(conn)
 

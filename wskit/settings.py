@@ -25,6 +25,8 @@ class Settings:
     max_message_size: int = 64 * 1024
     #: frames a connection may have queued before it is closed with 4008
     outbox_limit: int = 1024
+    #: characters of text a connection may have queued before it is closed with 4008
+    outbox_bytes: int = 1 << 20
     #: how long a closing handshake may take before the TCP connection is dropped
     close_timeout: float = 2.0
     #: app-level ``{"type": "ping"}`` period; None turns the app-level heartbeat off
@@ -51,6 +53,8 @@ class Settings:
             raise ValueError("max_message_size must be at least 256 bytes")
         if self.outbox_limit < 1:
             raise ValueError("outbox_limit must be at least 1")
+        if self.outbox_bytes < self.max_message_size:
+            raise ValueError("outbox_bytes must be at least max_message_size")
         if (self.ping_interval is None) != (self.ping_timeout is None):
             raise ValueError("set both ping_interval and ping_timeout, or neither")
         for name in ("ping_interval", "ping_timeout", "protocol_ping_interval",

@@ -392,7 +392,7 @@ async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float
         if stall:
             # Same posts with and without a frozen reader; posts are STALL_PAYLOAD bytes,
             # so the frozen reader's socket fills up within the run.
-            stalled_messages = 150
+            stalled_messages = 300
             result.extra["unstalled_big"], _ = await room.throughput(
                 stalled_messages, payload=STALL_PAYLOAD)
             await room.add_staller()
