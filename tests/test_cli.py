@@ -73,3 +73,17 @@ async def test_demo_serves_two_instances_that_chat() -> None:
     finally:
         code = await interrupt(proc)
     assert code == 0
+
+
+async def test_serve_ping_flags_close_a_zombie() -> None:
+    proc = await spawn("serve", "--port", "0", "--secret", SECRET, "--redis", "none",
+                       "--ping-interval", "0.2", "--ping-timeout", "0.2")
+    try:
+        url = await first_line(proc)
+        zombie = wskit.Client(url, token=wskit.issue_token("z", SECRET), answer_pings=False)
+        await zombie.connect()
+        assert zombie.welcome["heartbeat"] == {"interval": 0.2, "timeout": 0.2}
+        assert await zombie.wait_closed(timeout=10) == wskit.CloseCode.HEARTBEAT_TIMEOUT
+        await zombie.close()
+    finally:
+        assert await interrupt(proc) == 0

@@ -373,7 +373,8 @@ def messages_for(n: int, quick: bool) -> int:
 
 
 async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float],
-                  stall: bool, redis: Optional[str] = None) -> Result:
+                  stall: bool, redis: Optional[str] = None,
+                  stall_timeout: float = STALL_TIMEOUT) -> Result:
     target = Target(kind, redis)
     result = Result(kind if not redis else f"{kind}@redis", n, rnd)
     room = Room(target, n)
@@ -399,7 +400,7 @@ async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float
             await room.sync()
             before = target.memory()
             result.stalled_deliveries_per_s, result.stalled_complete = await room.throughput(
-                stalled_messages, timeout=STALL_TIMEOUT, payload=STALL_PAYLOAD)
+                stalled_messages, timeout=stall_timeout, payload=STALL_PAYLOAD)
             result.stalled_rss_growth_kb = (target.memory() - before) / 1024
         result.peak_rss_mb = target.memory("VmHWM") / 2**20
     finally:
@@ -408,8 +409,8 @@ async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float
     return result
 
 
-async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[str], None]
-              ) -> list[Result]:
+async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[str], None],
+              stall_timeout: float = STALL_TIMEOUT) -> list[Result]:
     results: list[Result] = []
     redis = os.environ.get("WSKIT_REDIS_URL")
     largest = max(sizes)
@@ -417,14 +418,17 @@ async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[st
             for kind in CORE_TARGETS + ("wskit-2x",) + (("wskit-2x@redis",) if redis else ())]
     raw_rate: dict[tuple[int, int], float] = {}
     for step, (rnd, n, kind) in enumerate(plan, 1):
-        progress(f"[{step}/{len(plan)}] round {rnd + 1} N={n} {kind}")
+        done = int(20 * (step - 1) / len(plan))
+        progress(f"[{'#' * done}{'.' * (20 - done)}] {step}/{len(plan)}  round {rnd + 1}  "
+                 f"N={n}  {kind}")
         base = kind.split("@")[0]
         rate = None
         if (rnd, n) in raw_rate and base in CORE_TARGETS:
             rate = raw_rate[(rnd, n)]
         res = await measure(base, n, rnd, quick, rate,
                             stall=(n == largest and base in CORE_TARGETS),
-                            redis=redis if kind.endswith("@redis") else None)
+                            redis=redis if kind.endswith("@redis") else None,
+                            stall_timeout=stall_timeout)
         if base == "raw-aiohttp":
             # the common offered load for this round and size, in posts/s
             raw_rate[(rnd, n)] = LATENCY_FRACTION * res.deliveries_per_s / n
