@@ -204,12 +204,15 @@ class OwnRedis:
             self.port = s.getsockname()[1]
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra: list[str] = []
 
     async def start(self) -> None:
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = aioredis.from_url(self.url)
+             "--appendonly", "no", *self.extra], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        password = self.extra[1] if self.extra[:1] == ["--requirepass"] else None
+        client = aioredis.from_url(self.url, password=password)
         try:
             for _ in range(200):
                 try:
@@ -242,6 +245,24 @@ async def _roundtrip(sender: wskit.Client, receiver: wskit.Client, text: str) ->
     await sender.send("r", text)
     frame = await receiver.receive(timeout=10)
     assert frame["content"] == text, frame
+
+
+@needs_redis_server
+async def test_redis_auth_failure_is_a_clear_error(start) -> None:
+    server = OwnRedis()
+    server.extra = ["--requirepass", "sesame"]
+    await server.start()
+    try:
+        with pytest.raises(wskit.BackplaneUnavailable, match="requires a password"):
+            await start("aiohttp", backplane=server.url)
+        with pytest.raises(wskit.BackplaneUnavailable, match="refused the credentials") as info:
+            await start("fastapi", backplane=server.url.replace("redis://", "redis://:wrong@"))
+        assert "wrong" not in str(info.value)  # the password is never echoed
+        ok = await start("aiohttp", backplane=server.url.replace("redis://", "redis://:sesame@"))
+        assert ok.server is not None and ok.server.backplane.healthy
+        assert "sesame" not in ok.server.backplane.url
+    finally:
+        server.stop()
 
 
 @needs_redis_server

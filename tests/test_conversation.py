@@ -55,6 +55,31 @@ async def test_direct_to_offline_user_is_an_error(start, clients, framework) -> 
         await a.direct("ghost", "hello?")
 
 
+async def test_posting_without_joining_is_a_documented_choice(start, clients, framework) -> None:
+    strict = await start(framework)
+    outsider = await clients(strict, user="outsider")
+    with pytest.raises(ServerError, match="not_joined"):
+        await outsider.send("lobby", "let me in")
+    open_house = await start(framework, post_requires_join=False)
+    member = await clients(open_house, user="member")
+    outsider = await clients(open_house, user="outsider")
+    await member.join("lobby")
+    await outsider.send("lobby", "heard anyway")
+    assert (await member.receive())["content"] == "heard anyway"
+
+
+async def test_client_iterates_frames_until_closed(start, clients, framework) -> None:
+    srv = await start(framework)
+    a, b = await clients(srv, user="a"), await clients(srv, user="b")
+    await a.join("r")
+    await b.join("r")
+    for i in range(3):
+        await a.send("r", str(i))
+    await srv.stop()  # closes b with 1001 after flushing what it had queued
+    got = [frame["content"] async for frame in b if frame["type"] == "message"]
+    assert got == ["0", "1", "2"] and b.close_code == 1001
+
+
 async def test_unknown_room_when_rooms_are_fixed(start, clients, framework) -> None:
     srv = await start(framework, rooms={"lobby", "games"})
     a = await clients(srv, user="a")

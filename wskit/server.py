@@ -245,7 +245,7 @@ class ChatServer:
             conn.deliver(protocol.reply("pong", request.ref))
 
     async def _post(self, conn: Connection, req: protocol.Post) -> None:
-        if not self.hub.is_member(conn, req.room):
+        if self.settings.post_requires_join and not self.hub.is_member(conn, req.room):
             conn.deliver(protocol.error_frame(
                 "not_joined",
                 f"you have not joined room {req.room!r}; send "

@@ -39,6 +39,9 @@ class Settings:
     protocol_ping_timeout: Optional[float] = None
     #: rooms that exist; None: any valid room id is created on first join
     rooms: Optional[frozenset[str]] = None
+    #: posting to a room needs membership (else a ``not_joined`` error frame);
+    #: False lets anyone post into any room, as the seed's managers do
+    post_requires_join: bool = True
     #: prefix of every backplane channel, so several apps can share one Redis
     namespace: str = "wskit"
     #: a name shown to clients in ``welcome`` frames (e.g. "aiohttp-1")

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
 from redis.asyncio.retry import Retry
 
 from ..exceptions import BackplaneUnavailable, ConfigError
@@ -154,9 +154,7 @@ class RedisBackplane(Backplane):
             if self._owns_client:
                 await self._client.aclose()
                 self._client = None
-            raise BackplaneUnavailable(
-                f"cannot reach Redis at {self.url}: {exc or type(exc).__name__}"
-            ) from exc
+            raise BackplaneUnavailable(_explain(self.url, exc)) from exc
         self._sub_client = listener_client(self._client)
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(), name=f"wskit-backplane-{self._keepalive[-12:]}"
@@ -258,6 +256,20 @@ class RedisBackplane(Backplane):
                 await _close_quietly(pubsub)
             await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation
             backoff = min(backoff * 2, self._max_backoff)
+
+
+def _explain(url: str, exc: BaseException) -> str:
+    """A start failure in words a user can act on."""
+    text = str(exc) or type(exc).__name__
+    auth_failed = isinstance(exc, AuthenticationError) or "NOAUTH" in text
+    if auth_failed and urlsplit(url).password is None:
+        return (f"Redis at {url} requires a password: put it in the URL, "
+                f"redis://:PASSWORD@host:port/0 ({text})")
+    if auth_failed:
+        return f"Redis at {url} refused the credentials in the URL: {text}"
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"cannot reach Redis at {url}: no answer within {CONFIRM_TIMEOUT:.0f}s"
+    return f"cannot reach Redis at {url}: {text}"
 
 
 async def _close_quietly(pubsub: Any) -> None:

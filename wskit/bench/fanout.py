@@ -525,7 +525,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
-        [100, 1000] if args.quick else [10, 100, 1000])
+        [1000] if args.quick else [10, 100, 1000])
     rounds = args.rounds or (1 if args.quick else 3)
 
     def progress(message: str) -> None:
