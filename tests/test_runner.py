@@ -86,7 +86,7 @@ def test_kernel_survives_start_failures_and_interrupts() -> None:
     km, kc = start_new_kernel(kernel_name="python3")
     try:
         def run(code: str, timeout: float = KERNEL_TIMEOUT) -> dict:
-            msg_id = kc.execute(textwrap.dedent(code))
+            msg_id = kc.execute(textwrap.dedent(code), stop_on_error=False)
             reply = kc.get_shell_msg(timeout=timeout)
             while reply["parent_header"].get("msg_id") != msg_id:
                 reply = kc.get_shell_msg(timeout=timeout)
@@ -102,14 +102,24 @@ def test_kernel_survives_start_failures_and_interrupts() -> None:
             assert failed["status"] == "error" and failed["ename"] == "ServerStartError", failed
         assert run("srv = await wskit.serve('fastapi', backplane='none', name='k')")["status"] == "ok"
         # a cell that blocks forever, interrupted like the Jupyter stop button
-        msg_id = kc.execute("await asyncio.sleep(3600)")
-        while True:  # wait until the kernel is busy with it
+        msg_id = kc.execute("print('blocking', flush=True); await asyncio.sleep(3600)")
+        while True:  # wait until the cell runs (it printed), so the interrupt lands in it
             msg = kc.get_iopub_msg(timeout=KERNEL_TIMEOUT)
-            if (msg["parent_header"].get("msg_id") == msg_id
-                    and msg["msg_type"] == "execute_input"):
+            if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream"
+                    and "blocking" in msg["content"].get("text", "")):
                 break
-        km.interrupt_kernel()
-        reply = kc.get_shell_msg(timeout=KERNEL_TIMEOUT)
+        from queue import Empty
+
+        for _ in range(10):  # as a user would, press stop again if the first press was early
+            km.interrupt_kernel()
+            try:
+                reply = kc.get_shell_msg(timeout=5)
+                break
+            except Empty:
+                continue
+        else:
+            raise AssertionError("the kernel ignored ten interrupts")
+        assert reply["parent_header"]["msg_id"] == msg_id
         assert reply["content"]["status"] == "error"
         assert reply["content"]["ename"] in ("KeyboardInterrupt", "CancelledError")
         # the kernel is alive and the server still serves

@@ -499,7 +499,7 @@ def _median(values: list[Optional[float]]) -> Optional[float]:
     return statistics.median(present) if present else None
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(rows: list[dict[str, Any]], stall_timeout: float = STALL_TIMEOUT) -> str:
     def fmt(v: Any, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
@@ -519,7 +519,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             + ("" if r["complete"] else "  (did not finish: stalled)"))
     lines.append("x raw: ratio to the raw aiohttp floor in the same round (median over rounds). "
                  "stalled: healthy receivers' deliveries/s with one frozen reader / without; "
-                 "'!' = the run stalled and was cut off after %.0fs." % STALL_TIMEOUT)
+                 "'!' = the run stalled and was cut off after %.0fs." % stall_timeout)
     return "\n".join(lines)
 
 
@@ -532,14 +532,15 @@ def main(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     started = time.monotonic()
-    results = asyncio.run(run(sizes, rounds, args.quick, progress))
+    stall_timeout = 5.0 if args.quick else STALL_TIMEOUT
+    results = asyncio.run(run(sizes, rounds, args.quick, progress, stall_timeout))
     rows = summarize(results)
     if args.json:
         print(json.dumps({"machine": _machine(), "seconds": round(time.monotonic() - started),
                           "rows": rows, "raw": [r.__dict__ for r in results]}, indent=2))
     else:
         print(f"machine: {_machine()}; {rounds} round(s); {time.monotonic() - started:.0f}s")
-        print(table(rows))
+        print(table(rows, stall_timeout))
     return 0
 
 
