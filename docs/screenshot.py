@@ -27,7 +27,7 @@ async def main() -> None:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
         pages = []
-        for server, user in zip(servers, ("alice", "bob")):
+        for server, user in zip(servers, ("alice", "bob"), strict=True):
             page = await browser.new_page(viewport={"width": 640, "height": 380})
             await page.goto(f"{server.http_url}?user={user}&room=lobby")
             await page.wait_for_selector("#status.connected")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from wskit import ChatServer, CloseCode
 from wskit.connection import Connection

@@ -145,7 +145,7 @@ async def _demo(args: argparse.Namespace) -> None:
     ports = (args.port, args.port + 1) if args.port else (0, 0)
     handles = []
     try:
-        for framework, port in zip(FRAMEWORKS, ports):
+        for framework, port in zip(FRAMEWORKS, ports, strict=True):
             handles.append(await serve(framework, host=args.host, port=port, name=f"demo-{framework}",
                                        **_settings(args, instance_name=framework)))
         for h in handles:

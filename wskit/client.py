@@ -90,7 +90,7 @@ class Client:
 
     # -- connecting ----------------------------------------------------------
 
-    async def connect(self) -> "Client":
+    async def connect(self) -> Client:
         """Open the connection and wait for the server's ``welcome`` frame.
 
         Raises :class:`ConnectionClosed` if the server closes instead (4001 for a
@@ -126,7 +126,7 @@ class Client:
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         if self._ws is None:
             await self.connect()
         return self
@@ -404,7 +404,7 @@ class SyncClient:
     def close(self) -> None:
         self._run(self._client.close())
 
-    def __enter__(self) -> "SyncClient":
+    def __enter__(self) -> SyncClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -88,7 +88,7 @@ class Connection:
     __slots__ = (
         "id", "user", "transport", "close_code", "close_reason", "_queue", "_limit",
         "_byte_limit", "_queued_bytes",
-        "_wakeup", "_writer", "_closer", "_closing", "_on_close", "_close_timeout", "meta",
+        "_wakeup", "_writer", "_closer", "_closing", "_on_close", "_close_timeout",
         "closed_future", "_try_write",
     )
 
@@ -117,7 +117,6 @@ class Connection:
         self._closing = False
         self._on_close = on_close
         self._close_timeout = close_timeout
-        self.meta: dict = {}  # free for adapters and lessons; the core never reads it
         #: resolved when closing begins, so a reader blocked on a silent peer can be woken
         self.closed_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._try_write = getattr(transport, "try_write", None)

@@ -44,7 +44,7 @@ __all__ = ["serve", "serve_app", "serve_in_thread", "RunningServer", "ThreadedSe
            "stop_all", "enable_nested_asyncio", "FRAMEWORKS"]
 
 #: name -> the server started under that name, so a re-run cell can replace it
-_registry: dict[str, "RunningServer"] = {}
+_registry: dict[str, RunningServer] = {}
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -131,7 +131,7 @@ class RunningServer:
         finally:
             await self.stop()
 
-    async def __aenter__(self) -> "RunningServer":
+    async def __aenter__(self) -> RunningServer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -340,7 +340,7 @@ class ThreadedServer:
             self._thread.join(timeout)
             self._loop.close()
 
-    def __enter__(self) -> "ThreadedServer":
+    def __enter__(self) -> ThreadedServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

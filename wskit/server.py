@@ -101,7 +101,7 @@ class ChatServer:
             await self.backplane.stop()
         self._started = False
 
-    async def __aenter__(self) -> "ChatServer":
+    async def __aenter__(self) -> ChatServer:
         await self.start()
         return self
 

@@ -70,6 +70,6 @@ class Settings:
         if self.rooms is not None and not isinstance(self.rooms, frozenset):
             object.__setattr__(self, "rooms", frozenset(self.rooms))
 
-    def with_(self, **changes: object) -> "Settings":
+    def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
         return replace(self, **changes)

@@ -73,8 +73,9 @@ class Backplane(abc.ABC):
         """False while the backend is unreachable (messages then stay local)."""
         return True
 
-    async def wait_healthy(self, timeout: float) -> None:
+    async def wait_healthy(self, timeout: float) -> None:  # noqa: B027 - healthy by default
         """Return once the backend is reachable again; TimeoutError after ``timeout``."""
+        return None
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -113,7 +114,7 @@ class Backplane(abc.ABC):
         except Exception:  # a bad message must not kill the listener
             log.exception("backplane message handler failed on channel %s", channel)
 
-    async def __aenter__(self) -> "Backplane":
+    async def __aenter__(self) -> Backplane:
         await self.start()
         return self
 

@@ -57,7 +57,7 @@ class FakeRedisServer:
     def running(self) -> bool:
         return self._server is not None
 
-    def start(self) -> "FakeRedisServer":
+    def start(self) -> FakeRedisServer:
         """Listen (again, on the same port after :meth:`stop`: a restarted Redis)."""
         if self._server is not None:
             return self
@@ -86,7 +86,7 @@ class FakeRedisServer:
         if self._thread is not None:
             self._thread.join(5)
 
-    def __enter__(self) -> "FakeRedisServer":
+    def __enter__(self) -> FakeRedisServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -16,7 +16,7 @@ __all__ = ["MemoryBackplane"]
 
 _lock = threading.Lock()
 #: bus name -> channel -> subscribed backplanes
-_buses: dict[str, dict[str, set["MemoryBackplane"]]] = {}
+_buses: dict[str, dict[str, set[MemoryBackplane]]] = {}
 
 
 class MemoryBackplane(Backplane):

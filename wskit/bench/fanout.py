@@ -519,7 +519,7 @@ def table(rows: list[dict[str, Any]], stall_timeout: float = STALL_TIMEOUT) -> s
             + ("" if r["complete"] else "  (did not finish: stalled)"))
     lines.append("x raw: ratio to the raw aiohttp floor in the same round (median over rounds). "
                  "stalled: healthy receivers' deliveries/s with one frozen reader / without; "
-                 "'!' = the run stalled and was cut off after %.0fs." % stall_timeout)
+                 f"'!' = the run stalled and was cut off after {stall_timeout:.0f}s.")
     return "\n".join(lines)
 
 
