@@ -95,11 +95,15 @@ class ChatServer:
     async def stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "server stopping") -> None:
         """Close every connection (pending frames are flushed first), then the backplane."""
         await asyncio.gather(*(c.close(code, reason, flush=True) for c in list(self._connections)))
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.settled()
         if self.backplane is not None:
             await self.backplane.stop()
         self._started = False
+
+    async def settled(self) -> None:
+        """Wait until background bookkeeping (unsubscribing after a close) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def __aenter__(self) -> ChatServer:
         await self.start()
