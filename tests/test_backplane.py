@@ -326,3 +326,44 @@ async def test_killed_pubsub_connection_is_survived(start, clients, own_redis) -
         await _roundtrip(bob, alice, "both ways")
     finally:
         await admin.aclose()
+
+
+async def test_concurrent_joins_and_leaves_leave_subscriptions_right(start, clients,
+                                                                     backplane_url) -> None:
+    """Many tabs join and leave the same rooms at once; the instance ends up subscribed to
+    exactly the rooms it has members in, and those rooms hear the other instance."""
+    import random
+
+    a = await start("aiohttp", backplane=backplane_url)
+    b = await start("fastapi", backplane=backplane_url)
+    rooms = ["r0", "r1", "r2"]
+    tabs = [await clients(a, user=f"u{i}") for i in range(8)]
+    rng = random.Random(7)
+
+    async def churn(tab: wskit.Client) -> None:
+        inside: set[str] = set()
+        for _ in range(25):
+            room = rng.choice(rooms)
+            if room in inside:
+                await tab.leave(room)
+                inside.discard(room)
+            else:
+                await tab.join(room)
+                inside.add(room)
+
+    await asyncio.gather(*(churn(t) for t in tabs))
+    await asyncio.wait_for(a.server.settled(), 5)
+    ns = a.server.settings.namespace
+    occupied = set(a.server.hub.rooms())
+    subscribed = {c.split(":room:")[1] for c in a.server.backplane.channels if ":room:" in c}
+    assert subscribed == occupied
+    poster = await clients(b, user="poster")
+    for room in rooms:
+        await poster.join(room)
+        await poster.send(room, f"to {room}")
+    for tab in tabs:
+        rooms_of_tab = {r for r in rooms if a.server.hub.is_member(
+            next(c for c in a.server.connections if c.user == tab.user), r)}
+        got = {(await tab.receive())["roomId"] for _ in rooms_of_tab}
+        assert got == rooms_of_tab
+    assert {f"{ns}:room:{r}" for r in occupied} <= a.server.backplane.channels

@@ -102,3 +102,57 @@ def test_direct_targets_and_membership_queries(hub: Hub[Tab]) -> None:
     assert hub.is_member(a, "r") and hub.rooms_of(a) == ["r"]
     with pytest.raises(ValueError):
         hub.add(a, "alice")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_hub_agrees_with_a_naive_model(seed: int) -> None:
+    """Thousands of random operations; after each, the hub answers like a naive model."""
+    import random
+
+    rng = random.Random(seed)
+    hub: Hub[Tab] = Hub()
+    model_user: dict[Tab, str] = {}
+    model_rooms: dict[Tab, list[str]] = {}
+    tabs = [Tab(f"t{i}") for i in range(12)]
+    users, rooms = ["ann", "bob", "cid"], ["r1", "r2", "r3", "r4"]
+    for _ in range(1500):
+        tab = rng.choice(tabs)
+        op = rng.random()
+        if tab not in model_user:
+            user = rng.choice(users)
+            first = hub.add(tab, user)
+            assert first == (user not in model_user.values())
+            model_user[tab], model_rooms[tab] = user, []
+        elif op < 0.45:
+            room = rng.choice(rooms)
+            existed = any(room in rs for rs in model_rooms.values())
+            created = hub.join(tab, room)
+            assert created == (not existed)
+            if room not in model_rooms[tab]:
+                model_rooms[tab].append(room)
+        elif op < 0.8:
+            room = rng.choice(rooms)
+            if room in model_rooms[tab]:
+                model_rooms[tab].remove(room)
+                emptied = hub.leave(tab, room)
+                assert emptied == (not any(room in rs for rs in model_rooms.values()))
+            else:
+                with pytest.raises(KeyError):
+                    hub.leave(tab, room)
+        else:
+            user = model_user.pop(tab)
+            left = model_rooms.pop(tab)
+            gone = hub.remove(tab)
+            assert gone.user == user and gone.rooms == left
+            assert gone.user_gone == (user not in model_user.values())
+            assert set(gone.rooms_emptied) == {
+                r for r in left if not any(r in rs for rs in model_rooms.values())}
+        # the hub's view equals the model's
+        for room in rooms:
+            members = [t for t in tabs if t in model_rooms and room in model_rooms[t]]
+            assert set(hub.room_targets(room)) == set(members)
+            assert set(hub.members(room)) == {model_user[t] for t in members}
+        assert set(hub.rooms()) == {r for rs in model_rooms.values() for r in rs}
+        assert set(hub.users()) == set(model_user.values())
+        for user in users:
+            assert set(hub.user_targets(user)) == {t for t, u in model_user.items() if u == user}

@@ -97,6 +97,8 @@ class Hub(Generic[C]):
     def join(self, conn: C, room: str) -> bool:
         """Put a connection in a room; True if the room was just created here."""
         rooms = self._rooms_of[conn]  # KeyError for an unknown connection: a caller bug
+        if room in rooms:
+            return False  # already there: nothing was created
         rooms[room] = None
         conns = self._room_conns.setdefault(room, {})
         conns[conn] = None
