@@ -122,3 +122,25 @@ async def test_foreign_origin_refused_at_handshake(start, clients, framework) ->
     assert ok.welcome["userId"] == "victim"
     no_origin = await clients(srv, user="script")  # not a browser: no Origin header
     assert no_origin.welcome["userId"] == "script"
+
+
+async def test_a_bug_closes_only_that_connection_with_1011(start, clients, framework, caplog) -> None:
+    """A server-side exception (here: an extension that crashes on one word) closes that
+    connection with 1011 instead of a bare 1006, logs it once, and spares everyone else."""
+
+    class Buggy(wskit.ChatServer):
+        async def handle_text(self, conn, text):  # type: ignore[no-untyped-def]
+            if "boom" in text:
+                raise ZeroDivisionError("a bug in an extension")
+            await super().handle_text(conn, text)
+
+    srv = await start(framework, server=Buggy(backplane="none"))
+    victim = await clients(srv, user="victim")
+    good, other = await clients(srv, user="good"), await clients(srv, user="other")
+    for c in (victim, good, other):
+        await c.join("lobby")
+    await victim.send_raw({"type": "message", "roomId": "lobby", "content": "boom"})
+    assert await victim.wait_closed() == CloseCode.INTERNAL_ERROR
+    assert victim.close_reason == "internal server error"  # no internals leak to the client
+    await _room_still_works(good, other, "after the bug")
+    assert [r for r in caplog.records if r.levelname == "ERROR"][0].exc_info[0] is ZeroDivisionError
