@@ -285,6 +285,10 @@ async def test_redis_restart_is_survived(start, clients, own_redis, caplog) -> N
     assert {r["type"] for r in replies} == {"error", "sent"}
     assert next(r for r in replies if r["type"] == "error")["code"] == "backplane_unavailable"
     assert (await carol.receive())["content"] == "during"
+    # a direct message too: told once that it may not have left, never "user_offline"
+    with pytest.raises(ServerError, match="backplane_unavailable"):
+        await alice.direct("bob", "are you there?")
+    assert (await alice.receive())["type"] == "sent" and alice.drain() == []
 
     await own_redis.start()
     t0 = asyncio.get_running_loop().time()

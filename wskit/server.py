@@ -276,37 +276,39 @@ class ChatServer:
         # The recipient's connections, and the sender's other tabs (a conversation
         # shows in every tab of both users); never the sending connection itself.
         users = [req.to] if req.to == conn.user else [req.to, conn.user]
-        reached = 0
+        frame = Outgoing(text)  # encoded once for every tab of both users
+        envelope = encode_envelope(self.instance_id, text)
+        reached, bus_down, unknown = 0, self.backplane is None, False
         for user in users:
-            reached += await self._to_user(conn, user, text, req.ref)
-        if reached == 0:
+            reached += self._to_local_user(conn, user, frame)
+            if bus_down:
+                continue
+            try:
+                reached += await self._to_remote_user(user, envelope)
+            except BackplaneUnavailable as exc:
+                conn.deliver(self._backplane_error(exc, req.ref))  # once, not per user
+                bus_down = unknown = True  # who is elsewhere is unknown: never say "offline"
+        if reached == 0 and not unknown:
             conn.deliver(protocol.error_frame(
                 "user_offline", f"user {req.to!r} has no open connection", req.ref))
             return
         conn.deliver(protocol.reply("sent", req.ref, id=mid, to=req.to, timestamp=now))
 
-    async def _to_user(self, sender: Connection, user: str, text: str, ref: Any) -> int:
-        """Deliver to every connection of ``user`` here and elsewhere.
-
-        Returns how many connections or instances it reached; -1 when unknown
-        because the backplane is down (the sender is told so).
-        """
-        here = self.hub.user_targets(user)
-        frame = Outgoing(text)
-        for target in here:
+    def _to_local_user(self, sender: Connection, user: str, frame: Outgoing) -> int:
+        """Deliver to ``user``'s connections on this instance (not the sender's own)."""
+        reached = 0
+        for target in self.hub.user_targets(user):
             if target is not sender:
                 target.deliver(frame)
-        reached = len(here) - (sender in here)
-        if self.backplane is not None:
-            try:
-                instances = await self.backplane.publish(
-                    self._user_channel(user), encode_envelope(self.instance_id, text))
-            except BackplaneUnavailable as exc:
-                sender.deliver(self._backplane_error(exc, ref))
-                return -1
-            # our own subscription to that channel (when the user is here) heard it too
-            reached += instances - (1 if here else 0)
+                reached += 1
         return reached
+
+    async def _to_remote_user(self, user: str, envelope: str) -> int:
+        """Publish to ``user``'s channel; how many *other* instances heard it."""
+        assert self.backplane is not None
+        instances = await self.backplane.publish(self._user_channel(user), envelope)
+        # when the user has a connection here, our own subscription heard it too
+        return instances - (1 if self.hub.user_targets(user) else 0)
 
     async def _join(self, conn: Connection, req: protocol.Join) -> None:
         rooms = self.settings.rooms
