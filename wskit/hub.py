@@ -28,7 +28,7 @@ __all__ = ["Hub", "Departure"]
 
 
 @dataclass
-class Departure(Generic[C]):
+class Departure:
     """What removing a connection changed."""
 
     user: str
@@ -61,7 +61,7 @@ class Hub(Generic[C]):
         conns[conn] = None
         return len(conns) == 1
 
-    def remove(self, conn: C) -> Departure[C]:
+    def remove(self, conn: C) -> Departure:
         """Forget a connection and take it out of every room.
 
         Idempotent: removing an unknown connection returns an empty departure, so
@@ -70,7 +70,7 @@ class Hub(Generic[C]):
         user = self._user_of.pop(conn, None)
         if user is None:
             return Departure(user="")
-        departure: Departure[C] = Departure(user=user)
+        departure = Departure(user=user)
         for room in self._rooms_of.pop(conn):
             departure.rooms.append(room)
             if self._discard_from_room(conn, room):

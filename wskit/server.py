@@ -152,7 +152,7 @@ class ChatServer:
             first = self.hub.add(conn, user)
             conn.start()
             if first and self.backplane is not None:
-                await self._subscribe(self._user_channel(user))
+                await self.backplane.subscribe(self._user_channel(user))
             conn.deliver(self._welcome(conn))
             self._start_heartbeat(conn)
             reader = asyncio.get_running_loop().create_task(
@@ -320,7 +320,7 @@ class ChatServer:
         if not self.hub.is_member(conn, req.room):
             created = self.hub.join(conn, req.room)
             if created and self.backplane is not None:
-                await self._subscribe(self._room_channel(req.room))
+                await self.backplane.subscribe(self._room_channel(req.room))
         conn.deliver(protocol.reply("joined", req.ref, roomId=req.room))
 
     async def _leave(self, conn: Connection, req: protocol.Leave) -> None:
@@ -341,20 +341,10 @@ class ChatServer:
     def _user_channel(self, user: str) -> str:
         return f"{self._prefix}user:{user}"
 
-    async def _subscribe(self, channel: str) -> None:
-        assert self.backplane is not None
-        try:
-            await self.backplane.subscribe(channel)
-        except BackplaneUnavailable as exc:  # the supervisor resubscribes on reconnect
-            log.warning("subscribe to %s deferred: %s", channel, exc)
-
     async def _unsubscribe(self, channels: list[str]) -> None:
         assert self.backplane is not None
         for channel in channels:
-            try:
-                await self.backplane.unsubscribe(channel)
-            except BackplaneUnavailable as exc:
-                log.warning("unsubscribe from %s deferred: %s", channel, exc)
+            await self.backplane.unsubscribe(channel)
 
     def _on_backplane_message(self, channel: str, data: str) -> None:
         try:

@@ -12,7 +12,10 @@ starts with the exercise's name and ends with a hint; it never passes on a stub.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -99,9 +102,6 @@ async def until(predicate: Callable[[], Any], timeout: float = 3.0, what: str = 
     """Wait (bounded) until ``predicate()`` holds: for lessons that watch someone
     else's server, which sends no acknowledgement to wait on. ``predicate`` may
     be a coroutine function."""
-    import asyncio
-    import inspect
-
     async def holds() -> bool:
         result = predicate()
         return bool(await result) if inspect.isawaitable(result) else bool(result)
@@ -118,8 +118,6 @@ class LogCatcher:
     """Collect what a logger reports (one line each), instead of tracebacks in the notebook."""
 
     def __init__(self, *names: str) -> None:
-        import logging
-
         self.seen: list[str] = []
         catcher = self
 

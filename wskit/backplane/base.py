@@ -90,6 +90,8 @@ class Backplane(abc.ABC):
         """Publish; return how many *instances* heard it. Raise BackplaneUnavailable."""
 
     async def subscribe(self, channel: str) -> None:
+        """Want ``channel``. Never raises for an unreachable backend: the wish is kept,
+        and the reconnecting listener subscribes to every wanted channel."""
         self._wanted.add(channel)
         await self._sync()
 

@@ -297,9 +297,6 @@ class Room:
                 raise RuntimeError(f"{self.target.kind}: receivers never all joined")
             self.sender.send_text(self.dialect.post(self.room, "GO!"))
             await asyncio.wait({ready}, timeout=0.2)
-        # let in-flight markers drain: one more round trip through the room
-        self.counts = [0] * self.n
-        self.reached = {}
 
     async def _wait_reached(self, k: int, deadline: float) -> bool:
         if self.reached.get(k, 0) >= self.n:
@@ -374,7 +371,10 @@ def messages_for(n: int, quick: bool) -> int:
 
 async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float],
                   stall: bool, redis: Optional[str] = None,
-                  stall_timeout: float = STALL_TIMEOUT) -> Result:
+                  stall_timeout: float = STALL_TIMEOUT, derive_rate: bool = False) -> Result:
+    """One target, fresh process. ``rate``: posts/s for the latency run; with
+    ``derive_rate`` (the floor) it is LATENCY_FRACTION of this target's own
+    throughput, and is recorded in ``extra["rate"]`` for the others of the round."""
     target = Target(kind, redis)
     result = Result(kind if not redis else f"{kind}@redis", n, rnd)
     room = Room(target, n)
@@ -385,6 +385,8 @@ async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float
         result.per_connection_kb = (target.memory() - before) / n / 1024
         messages = messages_for(n, quick)
         result.deliveries_per_s, result.complete = await room.throughput(messages)
+        if derive_rate:
+            rate = result.extra["rate"] = LATENCY_FRACTION * result.deliveries_per_s / n
         if rate is not None:
             lat = sorted(await room.latency(rate, 40 if quick else 100))
             if lat:
@@ -425,30 +427,15 @@ async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[st
         rate = None
         if (rnd, n) in raw_rate and base in CORE_TARGETS:
             rate = raw_rate[(rnd, n)]
+        floor = base == "raw-aiohttp"
         res = await measure(base, n, rnd, quick, rate,
                             stall=(n == largest and base in CORE_TARGETS),
                             redis=redis if kind.endswith("@redis") else None,
-                            stall_timeout=stall_timeout)
-        if base == "raw-aiohttp":
-            # the common offered load for this round and size, in posts/s
-            raw_rate[(rnd, n)] = LATENCY_FRACTION * res.deliveries_per_s / n
-            lat = sorted(await _raw_latency(res, n, quick, raw_rate[(rnd, n)]))
-            res.p50_ms = statistics.median(lat) * 1000
-            res.p99_ms = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+                            stall_timeout=stall_timeout, derive_rate=floor)
+        if floor:  # the common offered load for this round and size, in posts/s
+            raw_rate[(rnd, n)] = res.extra["rate"]
         results.append(res)
     return results
-
-
-async def _raw_latency(res: Result, n: int, quick: bool, rate: float) -> list[float]:
-    """The floor's own latency at the rate derived from its throughput (fresh process)."""
-    target = Target("raw-aiohttp")
-    room = Room(target, n)
-    try:
-        await room.connect()
-        return await room.latency(rate, 40 if quick else 100)
-    finally:
-        room.close()
-        target.stop()
 
 
 # -- report -----------------------------------------------------------------------------------
