@@ -23,6 +23,7 @@ async def test_zombie_closed_within_bound_and_leaves_no_trace(start, clients, fr
     await zombie.join("r")
     loop = asyncio.get_running_loop()
     caplog.set_level(logging.DEBUG, logger="wskit")
+    zombie_conn = next(c for c in srv.server.connections if c.user == "zombie")
     zombie.answer_pings = False  # TCP stays open; it just never answers
     silent_at = loop.time()
     code = await zombie.wait_closed(timeout=INTERVAL + TIMEOUT + 5)
@@ -34,7 +35,10 @@ async def test_zombie_closed_within_bound_and_leaves_no_trace(start, clients, fr
     lines = [r for r in caplog.records if "zombie" in r.getMessage()]
     assert len(lines) == 1 and "no pong" in lines[0].getMessage()
     # the zombie's timers went with it; only alive's heartbeat is left
-    assert [c.user for c in srv.server._heartbeats] == ["alive"]  # noqa: SLF001
+    assert zombie_conn.heartbeat is not None and not zombie_conn.heartbeat.active
+    open_conns = [c for c in srv.server.connections if not c.closing]
+    assert [c.user for c in open_conns] == ["alive"]
+    assert all(c.heartbeat is not None and c.heartbeat.active for c in open_conns)
     await alive.send("r", "still fine")
 
 
@@ -73,7 +77,8 @@ async def test_idle_but_live_client_is_never_closed(start, clients, framework) -
     await idle.join("r")
     await idle.wait_pings(40, timeout=20)  # 40 intervals, every one answered
     assert not idle.closed and srv.server.hub.members("r") == ["idle"]
-    hb = next(iter(srv.server._heartbeats.values()))  # noqa: SLF001
+    hb = srv.server.connections[0].heartbeat
+    assert hb is not None
     assert hb.last_rtt is not None and hb.last_rtt < 0.1
 
 
@@ -97,7 +102,7 @@ async def test_heartbeat_off_switch(start, clients, framework) -> None:
     srv = await start(framework, ping_interval=None, ping_timeout=None)
     c = await clients(srv, user="u")
     assert c.welcome["heartbeat"] is None
-    assert srv.server._heartbeats == {}  # noqa: SLF001
+    assert [conn.heartbeat for conn in srv.server.connections] == [None]
 
 
 @pytest.mark.parametrize("kwargs", [dict(ping_interval=1.0, ping_timeout=None),

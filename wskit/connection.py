@@ -15,6 +15,17 @@ its text and its encoded bytes, so the memory one connection can pin is at most
 about ``2 * outbox_bytes`` plus the transport's write buffer; frames of a
 broadcast are shared by all receivers, so it is usually far less.
 
+Back-pressure on senders: an outbox past half its bounds is *loaded*. The server
+then stops reading the sender whose post loaded it until the loaded outboxes
+drain below a quarter (:meth:`Connection.wait_drained`), so one client's burst
+slows that client down instead of overflowing everyone else's outbox. A
+receiver that does not drain within the grace period is not reading, and only
+then is it closed with 4008.
+
+A connection owns its application-level :class:`~wskit.heartbeat.Heartbeat`,
+as python-websockets' and aiohttp's connections own their keepalive: it starts
+with the writer and stops with the first close.
+
 A :class:`Transport` is the only thing an adapter must provide; it wraps a
 framework's WebSocket object.
 """
@@ -25,9 +36,11 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from typing import Callable, Protocol
+from typing import Callable, Optional, Protocol, Union
 
+from .heartbeat import Heartbeat
 from .protocol import CloseCode, text_frame
+from .ratelimit import TokenBucket
 
 log = logging.getLogger("wskit.connection")
 
@@ -75,6 +88,19 @@ class Outgoing:
         return self._wire
 
 
+Frame = Union[str, Outgoing]
+
+
+def _text(frame: Frame) -> str:
+    return frame if type(frame) is str else frame.text  # type: ignore[union-attr]
+
+
+def _wire(frame: Frame) -> bytes:
+    if type(frame) is Outgoing:
+        return frame.wire
+    return text_frame(frame.encode())  # type: ignore[union-attr]
+
+
 class Connection:
     """A client connection as the server sees it.
 
@@ -89,7 +115,7 @@ class Connection:
         "id", "user", "transport", "close_code", "close_reason", "_queue", "_limit",
         "_byte_limit", "_queued_bytes",
         "_wakeup", "_writer", "_closer", "_closing", "_on_close", "_close_timeout",
-        "closed_future", "_try_write",
+        "closed_future", "_try_write", "heartbeat", "_drained", "bucket",
     )
 
     def __init__(
@@ -101,13 +127,14 @@ class Connection:
         outbox_bytes: int = 1 << 20,
         close_timeout: float = 2.0,
         on_close: Callable[[Connection], None] | None = None,
+        heartbeat: Optional[tuple[float, float]] = None,
     ) -> None:
         self.id = f"c{next(_ids)}"
         self.user = user
         self.transport = transport
         self.close_code: int | None = None
         self.close_reason = ""
-        self._queue: deque[str | Outgoing] = deque()
+        self._queue: deque[Frame] = deque()
         self._limit = outbox_limit
         self._byte_limit = outbox_bytes
         self._queued_bytes = 0
@@ -120,6 +147,13 @@ class Connection:
         #: resolved when closing begins, so a reader blocked on a silent peer can be woken
         self.closed_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._try_write = getattr(transport, "try_write", None)
+        self._drained: asyncio.Future[None] | None = None
+        #: the app-level heartbeat (``(interval, timeout)``), started with the writer
+        self.heartbeat: Heartbeat | None = None
+        if heartbeat is not None:
+            self.heartbeat = Heartbeat(self.deliver, self.close_soon, *heartbeat)
+        #: the connection's rate limit (:class:`wskit.ratelimit.TokenBucket`), if any
+        self.bucket: TokenBucket | None = None
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
@@ -134,14 +168,48 @@ class Connection:
         """Frames waiting in the outbox."""
         return len(self._queue)
 
+    @property
+    def loaded(self) -> bool:
+        """The outbox is past half its bounds: its senders should wait for it."""
+        return (2 * len(self._queue) >= self._limit
+                or 2 * self._queued_bytes >= self._byte_limit)
+
+    def _below_low_water(self) -> bool:
+        return (4 * len(self._queue) <= self._limit
+                and 4 * self._queued_bytes <= self._byte_limit)
+
+    def drained_future(self) -> asyncio.Future[None] | None:
+        """A future resolved once the outbox is down to a quarter of its bounds or
+        the connection closes; None if that is already so. Shared by every waiting
+        sender: await it through ``asyncio.wait`` or ``shield``, never cancel it."""
+        if self._closing or self._below_low_water():
+            return None
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        return self._drained
+
+    def _signal_drained(self) -> None:
+        drained = self._drained
+        if drained is not None:
+            self._drained = None
+            if not drained.done():
+                drained.set_result(None)
+
     def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(
             self._write_loop(), name=f"wskit-writer-{self.id}"
         )
+        if self.heartbeat is not None:
+            self.heartbeat.start()
+
+    def pong(self) -> None:
+        """The client answered an app-level ping."""
+        if self.heartbeat is not None:
+            self.heartbeat.pong()
 
     # -- sending -------------------------------------------------------------
 
-    def deliver(self, frame: str | Outgoing) -> bool:
+    def deliver(self, frame: Frame) -> bool:
         """Queue one frame; never blocks, never raises. False if it was not queued.
 
         When nothing is queued and the writer is idle, a transport that offers
@@ -153,10 +221,9 @@ class Connection:
             return False
         queue = self._queue
         if not queue and self._wakeup is not None and self._try_write is not None:
-            wire = frame.wire if type(frame) is Outgoing else text_frame(frame.encode())
-            if self._try_write(wire):
+            if self._try_write(_wire(frame)):
                 return True
-        size = len(frame) if type(frame) is str else len(frame.text)  # type: ignore[union-attr]
+        size = len(_text(frame))
         if len(queue) >= self._limit or self._queued_bytes + size > self._byte_limit:
             self.close_soon(
                 CloseCode.SLOW_CONSUMER,
@@ -177,10 +244,11 @@ class Connection:
         try:
             while True:
                 while queue:
-                    frame = queue.popleft()
-                    text = frame if type(frame) is str else frame.text
+                    text = _text(queue.popleft())
                     self._queued_bytes -= len(text)
                     await send(text)
+                    if self._drained is not None and self._below_low_water():
+                        self._signal_drained()
                 if self._closing:
                     return  # flushed (or cleared): the closer takes over
                 self._wakeup = loop.create_future()
@@ -216,8 +284,11 @@ class Connection:
         if not flush:
             self._queue.clear()
             self._queued_bytes = 0
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         self.closed_future.set_result(None)
         self._wake_writer()
+        self._signal_drained()
         if self._on_close is not None:
             self._on_close(self)
         self._closer = asyncio.get_running_loop().create_task(

@@ -42,10 +42,12 @@ class ProtocolError(WskitError):
     :data:`wskit.protocol.ERROR_CODES`); the message is the human sentence.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, ref: str | int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        #: the frame's ``ref`` when it could be read, so the error answers it
+        self.ref = ref
 
 
 class ServerStartError(WskitError, OSError):

@@ -13,6 +13,11 @@ most ``interval + timeout`` later.
 Two timer handles per connection (``loop.call_later``), no task: nothing can
 outlive the connection, and ``stop()`` is all cleanup needs.
 
+While the server itself has stopped reading a connection (back-pressure on a
+sender whose receivers are loaded), a pong may be sitting unread in the socket:
+the heartbeat is *held* then, and a deadline that falls due is re-armed instead
+of closing a peer that is plainly alive (it is sending).
+
 App-level versus protocol-level pings: RFC 6455 section 5.5.2 ping frames are
 answered by the peer's WebSocket library (browsers do so automatically, and the
 page's JavaScript never sees them); they prove the TCP path and the peer's
@@ -36,7 +41,7 @@ class Heartbeat:
     """Ping one connection every ``interval`` s; close it if a pong is ``timeout`` s late."""
 
     __slots__ = ("_send", "_close", "interval", "timeout", "_loop", "_ping_handle",
-                 "_deadline", "_sent_at", "last_rtt")
+                 "_deadline", "_sent_at", "last_rtt", "held")
 
     def __init__(
         self,
@@ -56,6 +61,13 @@ class Heartbeat:
         self._deadline: asyncio.TimerHandle | None = None
         self._sent_at = 0.0
         self.last_rtt: float | None = None
+        #: True while the server is not reading this peer (see the module docstring)
+        self.held = False
+
+    @property
+    def active(self) -> bool:
+        """A ping or a deadline is scheduled."""
+        return self._ping_handle is not None or self._deadline is not None
 
     def start(self) -> None:
         self._ping_handle = self._loop.call_later(self.interval, self._ping)
@@ -67,6 +79,9 @@ class Heartbeat:
         self._deadline = self._loop.call_later(self.timeout, self._expire)
 
     def _expire(self) -> None:
+        if self.held:
+            self._deadline = self._loop.call_later(self.timeout, self._expire)
+            return
         self._deadline = None
         self._close(CloseCode.HEARTBEAT_TIMEOUT, f"no pong within {self.timeout:g}s")
 

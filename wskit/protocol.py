@@ -32,6 +32,7 @@ __all__ = [
     "Ping",
     "Pong",
     "Request",
+    "Ref",
     "parse",
     "encode",
     "error_frame",
@@ -49,11 +50,14 @@ class CloseCode(enum.IntEnum):
     NORMAL = 1000  #: the client or server said goodbye
     GOING_AWAY = 1001  #: the server is stopping
     UNSUPPORTED_DATA = 1003  #: a binary frame was received; wskit speaks JSON text only
+    INVALID_DATA = 1007  #: a text frame that is not valid UTF-8 (the framework closes)
+    POLICY_VIOLATION = 1008  #: an Origin refused at the handshake (FastAPI's pre-accept close)
     MESSAGE_TOO_BIG = 1009  #: a frame exceeded ``max_message_size``
     INTERNAL_ERROR = 1011  #: a bug in the server; the connection cannot go on
     UNAUTHORIZED = 4001  #: no token, or a malformed, badly signed or expired one
     HEARTBEAT_TIMEOUT = 4002  #: no ``pong`` within ``ping_timeout`` of a ``ping``
-    SLOW_CONSUMER = 4008  #: the connection's outbox overflowed: the client stopped reading
+    SLOW_CONSUMER = 4008  #: the client stopped reading: its outbox overflowed or did not drain
+    RATE_LIMITED = 4029  #: the client kept sending after ``rate_limited`` errors (cf. HTTP 429)
 
 
 #: Error codes carried by ``{"type": "error", "code": ...}`` frames.
@@ -67,7 +71,10 @@ ERROR_CODES: dict[str, str] = {
     "unknown_room": "the room is not in the server's list of rooms",
     "not_joined": "posting to, or leaving, a room the connection has not joined",
     "user_offline": "a direct message to a user with no connection anywhere",
-    "backplane_unavailable": "delivered on this instance only: the cross-instance bus is down",
+    "backplane_unavailable": "not delivered: the cross-instance bus is down and the "
+                             "recipient has no connection on this instance",
+    "rate_limited": "the connection sent frames faster than the server's rate limit; "
+                    "this frame was dropped",
 }
 
 #: Room ids: 1-64 word characters, dots, colons or dashes. They become part of
@@ -75,6 +82,11 @@ ERROR_CODES: dict[str, str] = {
 ROOM_PATTERN = re.compile(r"[\w.:-]{1,64}")
 _MAX_USER_LEN = 128
 _MAX_REF_LEN = 64
+#: integer refs must survive a round trip through a JavaScript number
+_MAX_SAFE_INT = 2**53 - 1
+
+
+Ref = Union[str, int, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +144,22 @@ def _field(obj: dict, name: str, kind: str) -> Any:
         raise ProtocolError(
             "wrong_type", f"field {name!r} must be a string, got {_type_name(value)}"
         )
+    _check_encodable(value, name)
     return value
+
+
+def _check_encodable(value: str, name: str) -> None:
+    """Refuse lone surrogates (``"\\ud800"``): valid JSON, but not Unicode text.
+
+    They would be echoed to every receiver and fail there, in UTF-8 encoding of
+    the outgoing frame, far from the frame that brought them.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            "invalid_value", f"field {name!r} contains a lone UTF-16 surrogate escape"
+        ) from None
 
 
 def _room(obj: dict, kind: str) -> str:
@@ -155,8 +182,13 @@ def _ref(obj: dict) -> str | int | None:
         raise ProtocolError(
             "wrong_type", f"field 'ref' must be a string or an integer, got {_type_name(ref)}"
         )
-    if isinstance(ref, str) and len(ref) > _MAX_REF_LEN:
-        raise ProtocolError("invalid_value", f"field 'ref' is longer than {_MAX_REF_LEN} characters")
+    if isinstance(ref, str):
+        if len(ref) > _MAX_REF_LEN:
+            raise ProtocolError("invalid_value",
+                                f"field 'ref' is longer than {_MAX_REF_LEN} characters")
+        _check_encodable(ref, "ref")
+    elif not -_MAX_SAFE_INT <= ref <= _MAX_SAFE_INT:
+        raise ProtocolError("invalid_value", "an integer 'ref' must be within +-(2**53 - 1)")
     return ref
 
 
@@ -168,8 +200,14 @@ def parse(text: str) -> Request:
     """
     try:
         obj = json.loads(text)
-    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bad bytes
-        raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from None
+    except ValueError as exc:
+        # JSONDecodeError; UnicodeDecodeError for bad bytes; ValueError for an
+        # integer of more than sys.get_int_max_str_digits() digits (3.11+)
+        raise ProtocolError("invalid_json", f"frame is not valid JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        # json's C scanner recurses once per nesting level: a few KB of "[[[[..."
+        # exhausts the interpreter's recursion limit. Bad input, not a server bug.
+        raise ProtocolError("invalid_json", "frame is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("not_an_object", f"frame must be a JSON object, got {_type_name(obj)}")
     kind = obj.get("type")
@@ -178,6 +216,14 @@ def parse(text: str) -> Request:
     if not isinstance(kind, str):
         raise ProtocolError("wrong_type", f"field 'type' must be a string, got {_type_name(kind)}")
     ref = _ref(obj)
+    try:
+        return _request(obj, kind, ref)
+    except ProtocolError as exc:
+        exc.ref = ref  # the error frame answers the request it refuses
+        raise
+
+
+def _request(obj: dict, kind: str, ref: Ref) -> Request:
     if kind == "message":
         return Post(_room(obj, kind), _field(obj, "content", kind), ref)
     if kind == "join":

@@ -1,18 +1,22 @@
 """The framework-independent chat server: what happens to every frame.
 
 :class:`ChatServer` owns one :class:`~wskit.hub.Hub` (who is where), one optional
-:class:`~wskit.backplane.Backplane` (the other instances) and the
+:class:`~wskit.relay.Relay` (the other instances, through a backplane) and the
 :class:`~wskit.connection.Connection` of every client. Adapters call exactly two
 things: :meth:`ChatServer.origin_allowed` before the upgrade, and
 :meth:`ChatServer.serve_connection` after it. Everything else (auth, parsing,
-rooms, fan-out, heartbeats, errors, cleanup) happens here, once, for both
-frameworks.
+rooms, fan-out, rate limits, back-pressure, errors, cleanup) happens here, once,
+for both frameworks.
 
 Delivery order of a room post: local receivers first (straight into their
 outboxes, one encoding shared by all), then one publish to the backplane, then
-the ``sent`` acknowledgement to the sender. Local delivery does not depend on
-Redis, so an outage degrades the system to "this instance only", and the sender
-is told so with a ``backplane_unavailable`` error frame.
+the one reply to the sender. Local delivery does not depend on Redis, so an
+outage degrades the system to "this instance only", and the sender's ``sent``
+reply says so (``partial``).
+
+Every client frame that carries a ``ref`` gets exactly one reply with that
+``ref`` (a ``pong`` frame, itself a reply, gets none): the acknowledgement, or
+one error frame.
 """
 
 from __future__ import annotations
@@ -22,25 +26,27 @@ import itertools
 import logging
 import time
 import uuid
-from typing import Any, Coroutine, Optional, Union
+from typing import Any, Optional, Union
 
 from . import protocol
 from .auth import resolve_secret, verify_token
-from .backplane import Backplane, decode_envelope, encode_envelope, from_url
+from .backplane import Backplane, from_url
 from .connection import Connection, Outgoing, Transport, close_within
 from .exceptions import AuthError, BackplaneUnavailable, ProtocolError
-from .heartbeat import Heartbeat
 from .hub import Hub
+from .logs import client_faults
 from .protocol import CloseCode
+from .ratelimit import TokenBucket, Verdict
+from .relay import Relay
 from .settings import Settings
 
 log = logging.getLogger("wskit.server")
 
 __all__ = ["ChatServer"]
 
-# closes decided by the server about one client: one line each, never a storm
-_WORTH_A_LOG_LINE = {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
-                     CloseCode.UNSUPPORTED_DATA, CloseCode.INTERNAL_ERROR}
+#: closes a client brought on itself: one rate-limited line each (wskit.logs)
+_CLIENT_FAULTS = {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
+                  CloseCode.UNSUPPORTED_DATA, CloseCode.RATE_LIMITED}
 
 
 class ChatServer:
@@ -66,15 +72,16 @@ class ChatServer:
         name = settings.instance_name or "wskit"
         self.instance_id = f"{name}-{uuid.uuid4().hex[:6]}"
         self.hub: Hub[Connection] = Hub()
-        self.backplane: Optional[Backplane] = (
-            backplane if isinstance(backplane, Backplane) else from_url(backplane)
-        )
-        self._prefix = f"{settings.namespace}:"
+        bp = backplane if isinstance(backplane, Backplane) else from_url(backplane)
+        self.relay: Optional[Relay] = (
+            None if bp is None else Relay(bp, self.instance_id, settings.namespace, self._route))
         self._connections: set[Connection] = set()
-        self._heartbeats: dict[Connection, Heartbeat] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._ids = itertools.count(1)
         self._started = False
+
+    @property
+    def backplane(self) -> Optional[Backplane]:
+        return None if self.relay is None else self.relay.backplane
 
     def __repr__(self) -> str:
         bp = self.backplane.url if self.backplane else "none"
@@ -87,23 +94,21 @@ class ChatServer:
         """Connect the backplane. Raises BackplaneUnavailable where it is called."""
         if self._started:
             return
-        if self.backplane is not None:
-            self.backplane.on_message = self._on_backplane_message
-            await self.backplane.start()
+        if self.relay is not None:
+            await self.relay.start()
         self._started = True
 
     async def stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "server stopping") -> None:
         """Close every connection (pending frames are flushed first), then the backplane."""
         await asyncio.gather(*(c.close(code, reason, flush=True) for c in list(self._connections)))
-        await self.settled()
-        if self.backplane is not None:
-            await self.backplane.stop()
+        if self.relay is not None:
+            await self.relay.stop()
         self._started = False
 
     async def settled(self) -> None:
         """Wait until background bookkeeping (unsubscribing after a close) is done."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.relay is not None:
+            await self.relay.idle()
 
     async def __aenter__(self) -> ChatServer:
         await self.start()
@@ -143,18 +148,23 @@ class ChatServer:
                                       self.settings.close_timeout):
                 transport.abort()
             return
-        conn = Connection(transport, user, outbox_limit=self.settings.outbox_limit,
-                          outbox_bytes=self.settings.outbox_bytes,
-                          close_timeout=self.settings.close_timeout, on_close=self._on_close)
+        s = self.settings
+        conn = Connection(transport, user, outbox_limit=s.outbox_limit,
+                          outbox_bytes=s.outbox_bytes, close_timeout=s.close_timeout,
+                          on_close=self._on_close,
+                          heartbeat=(None if s.ping_interval is None or s.ping_timeout is None
+                                     else (s.ping_interval, s.ping_timeout)))
+        if s.rate_limit is not None:
+            conn.bucket = TokenBucket(s.rate_limit, s.rate_burst,
+                                      now=asyncio.get_running_loop().time())
         self._connections.add(conn)
         reader: Optional[asyncio.Task[None]] = None
         try:
-            first = self.hub.add(conn, user)
+            if self.hub.add(conn, user) and self.relay is not None:
+                self.relay.user_arrived(user)
+                await self.relay.settle()
             conn.start()
-            if first and self.backplane is not None:
-                await self.backplane.subscribe(self._user_channel(user))
             conn.deliver(self._welcome(conn))
-            self._start_heartbeat(conn)
             reader = asyncio.get_running_loop().create_task(
                 self._read_loop(conn), name=f"wskit-reader-{conn.id}")
             # The reader ends when the client closes; the connection can also be
@@ -172,7 +182,14 @@ class ChatServer:
     async def _read_loop(self, conn: Connection) -> None:
         receive = conn.transport.receive
         while not conn.closing:
-            data = await receive()
+            try:
+                data = await receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the framework gave up on this peer
+                client_faults.log(logging.INFO, "reading from %s failed: %r", conn.id, exc)
+                conn.close_soon(CloseCode.GOING_AWAY, "read failed")
+                return
             if data is None:
                 return
             if isinstance(data, bytes):
@@ -198,55 +215,67 @@ class ChatServer:
             "maxMessageSize": s.max_message_size,
         })
 
-    def _start_heartbeat(self, conn: Connection) -> None:
-        s = self.settings
-        if s.ping_interval is None or s.ping_timeout is None or conn.closing:
-            return
-        hb = Heartbeat(conn.deliver, conn.close_soon, s.ping_interval, s.ping_timeout)
-        self._heartbeats[conn] = hb
-        hb.start()
-
     def _on_close(self, conn: Connection) -> None:
         """Called once, synchronously, when a connection starts closing."""
-        if conn.close_code in _WORTH_A_LOG_LINE:
-            log.info("closing %s (user %r) with %s: %s", conn.id, conn.user, conn.close_code,
-                     conn.close_reason)
-        hb = self._heartbeats.pop(conn, None)
-        if hb is not None:
-            hb.stop()
+        if conn.close_code in _CLIENT_FAULTS:
+            client_faults.log(logging.INFO, "closing %s (user %r) with %s: %s", conn.id,
+                              conn.user, conn.close_code, conn.close_reason)
         departure = self.hub.remove(conn)
-        if self.backplane is None or not departure.user:
+        relay = self.relay
+        if relay is None or not departure.user:
             return
-        channels = [self._room_channel(r) for r in departure.rooms_emptied]
+        # intents now, in hub order; applying them may wait
+        for room in departure.rooms_emptied:
+            relay.room_emptied(room)
         if departure.user_gone:
-            channels.append(self._user_channel(departure.user))
-        if channels:
-            self._spawn(self._unsubscribe(channels))
+            relay.user_gone(departure.user)
+        if departure.rooms_emptied or departure.user_gone:
+            relay.settle_soon()
 
     # -- frames --------------------------------------------------------------
 
     async def handle_text(self, conn: Connection, text: str) -> None:
-        """Act on one text frame from ``conn``; bad input earns an error frame."""
+        """Act on one text frame from ``conn``: exactly one reply per ``ref``."""
         try:
             request = protocol.parse(text)
         except ProtocolError as exc:
-            conn.deliver(protocol.error_frame(exc.code, exc.message))
+            if not self._admit(conn, exc.ref):
+                return
+            conn.deliver(protocol.error_frame(exc.code, exc.message, exc.ref))
             return
-        kind = type(request)
-        if kind is protocol.Post:
-            await self._post(conn, request)
-        elif kind is protocol.Pong:
-            hb = self._heartbeats.get(conn)
-            if hb is not None:
-                hb.pong()
-        elif kind is protocol.Join:
-            await self._join(conn, request)
-        elif kind is protocol.Leave:
-            await self._leave(conn, request)
-        elif kind is protocol.Direct:
-            await self._direct(conn, request)
-        elif kind is protocol.Ping:
-            conn.deliver(protocol.reply("pong", request.ref))
+        if type(request) is protocol.Pong:
+            conn.pong()  # never rate-limited: it only proves the client is alive
+            return
+        if not self._admit(conn, request.ref):
+            return
+        match request:
+            case protocol.Post():
+                await self._post(conn, request)
+            case protocol.Join():
+                await self._join(conn, request)
+            case protocol.Leave():
+                self._leave(conn, request)
+            case protocol.Direct():
+                await self._direct(conn, request)
+            case protocol.Ping():
+                conn.deliver(protocol.reply("pong", request.ref))
+
+    def _admit(self, conn: Connection, ref: protocol.Ref) -> bool:
+        """Spend a token of the connection's rate limit; answer or close if none is left."""
+        bucket = conn.bucket
+        if bucket is None:
+            return True
+        verdict = bucket.take(asyncio.get_running_loop().time())
+        if verdict is Verdict.ACCEPT:
+            return True
+        if verdict is Verdict.CLOSE:
+            conn.close_soon(CloseCode.RATE_LIMITED,
+                            f"kept sending over the rate limit of {bucket.rate:g} frames/s")
+        else:
+            conn.deliver(protocol.error_frame(
+                "rate_limited", f"over {bucket.rate:g} frames/s (burst {bucket.burst}); "
+                f"dropped; retry in {bucket.retry_after():.2f}s", ref))
+        return False
 
     async def _post(self, conn: Connection, req: protocol.Post) -> None:
         if self.settings.post_requires_join and not self.hub.is_member(conn, req.room):
@@ -259,15 +288,42 @@ class ChatServer:
         text = protocol.encode({"type": "message", "roomId": req.room, "userId": conn.user,
                                 "content": req.content, "timestamp": now, "id": mid})
         frame = Outgoing(text)  # encoded once, for every receiver
-        for target in self.hub.room_targets(req.room, exclude=conn):
+        targets = self.hub.room_targets(req.room, exclude=conn)
+        for target in targets:
             target.deliver(frame)
-        if self.backplane is not None:
+        extra: dict[str, Any] = {}
+        if self.relay is not None:
             try:
-                await self.backplane.publish(self._room_channel(req.room),
-                                             encode_envelope(self.instance_id, text))
+                await self.relay.publish_room(req.room, text)
             except BackplaneUnavailable as exc:
-                conn.deliver(self._backplane_error(exc, req.ref))
-        conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room, timestamp=now))
+                extra["partial"] = _partial(exc)
+        conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room, timestamp=now,
+                                    **extra))
+        await self._hold_sender(conn, targets)
+
+    async def _hold_sender(self, sender: Connection, targets: list[Connection]) -> None:
+        """Back-pressure: read nothing more from ``sender`` while its post's receivers
+        are loaded; a receiver that does not drain within the grace is not reading."""
+        waits: dict[asyncio.Future[None], Connection] = {}
+        for conn in (*targets, sender):
+            if conn.loaded and not conn.closing:
+                fut = conn.drained_future()
+                if fut is not None:
+                    waits[fut] = conn
+        if not waits:
+            return
+        grace = self.settings.slow_reader_grace
+        hb = sender.heartbeat
+        if hb is not None:
+            hb.held = True  # its pong may be waiting unread behind its posts
+        try:
+            _, pending = await asyncio.wait(waits, timeout=grace)
+        finally:
+            if hb is not None:
+                hb.held = False
+        for fut in pending:
+            waits[fut].close_soon(CloseCode.SLOW_CONSUMER,
+                                  f"outbox did not drain for {grace:g}s: the client is not reading")
 
     async def _direct(self, conn: Connection, req: protocol.Direct) -> None:
         mid, now = self._next_id(), time.time()
@@ -275,24 +331,31 @@ class ChatServer:
                                 "content": req.content, "timestamp": now, "id": mid})
         # The recipient's connections, and the sender's other tabs (a conversation
         # shows in every tab of both users); never the sending connection itself.
-        users = [req.to] if req.to == conn.user else [req.to, conn.user]
+        # Only the recipient's count as "reached".
         frame = Outgoing(text)  # encoded once for every tab of both users
-        envelope = encode_envelope(self.instance_id, text)
-        reached, bus_down, unknown = 0, self.backplane is None, False
-        for user in users:
-            reached += self._to_local_user(conn, user, frame)
-            if bus_down:
-                continue
-            try:
-                reached += await self._to_remote_user(user, envelope)
-            except BackplaneUnavailable as exc:
-                conn.deliver(self._backplane_error(exc, req.ref))  # once, not per user
-                bus_down = unknown = True  # who is elsewhere is unknown: never say "offline"
-        if reached == 0 and not unknown:
-            conn.deliver(protocol.error_frame(
-                "user_offline", f"user {req.to!r} has no open connection", req.ref))
+        reached = 0
+        bus_error: Optional[BackplaneUnavailable] = None
+        for user in dict.fromkeys((req.to, conn.user)):
+            here = self._to_local_user(conn, user, frame)
+            elsewhere = 0
+            if self.relay is not None and bus_error is None:
+                try:
+                    elsewhere = await self._to_remote_user(user, text)
+                except BackplaneUnavailable as exc:
+                    bus_error = exc  # who is elsewhere is unknown: never say "offline"
+            if user == req.to:
+                reached = here + elsewhere
+        if reached == 0:
+            if bus_error is not None:
+                conn.deliver(protocol.error_frame(
+                    "backplane_unavailable", f"not delivered: user {req.to!r} has no "
+                    f"connection on this instance and {_bus_down(bus_error)}", req.ref))
+            else:
+                conn.deliver(protocol.error_frame(
+                    "user_offline", f"user {req.to!r} has no open connection", req.ref))
             return
-        conn.deliver(protocol.reply("sent", req.ref, id=mid, to=req.to, timestamp=now))
+        extra = {"partial": _partial(bus_error)} if bus_error is not None else {}
+        conn.deliver(protocol.reply("sent", req.ref, id=mid, to=req.to, timestamp=now, **extra))
 
     def _to_local_user(self, sender: Connection, user: str, frame: Outgoing) -> int:
         """Deliver to ``user``'s connections on this instance (not the sender's own)."""
@@ -303,10 +366,10 @@ class ChatServer:
                 reached += 1
         return reached
 
-    async def _to_remote_user(self, user: str, envelope: str) -> int:
+    async def _to_remote_user(self, user: str, text: str) -> int:
         """Publish to ``user``'s channel; how many *other* instances heard it."""
-        assert self.backplane is not None
-        instances = await self.backplane.publish(self._user_channel(user), envelope)
+        assert self.relay is not None
+        instances = await self.relay.publish_user(user, text)
         # when the user has a connection here, our own subscription heard it too
         return instances - (1 if self.hub.user_targets(user) else 0)
 
@@ -317,72 +380,48 @@ class ChatServer:
                 "unknown_room", f"no room {req.room!r} on this server; rooms: "
                 + ", ".join(sorted(rooms)), req.ref))
             return
-        if not self.hub.is_member(conn, req.room):
-            created = self.hub.join(conn, req.room)
-            if created and self.backplane is not None:
-                await self.backplane.subscribe(self._room_channel(req.room))
+        if self.hub.join(conn, req.room) and self.relay is not None:
+            self.relay.room_opened(req.room)
+        if self.relay is not None:
+            # also when the room already existed: its subscription may still be
+            # waiting for confirmation from an earlier joiner's settle
+            await self.relay.settle()
         conn.deliver(protocol.reply("joined", req.ref, roomId=req.room))
 
-    async def _leave(self, conn: Connection, req: protocol.Leave) -> None:
+    def _leave(self, conn: Connection, req: protocol.Leave) -> None:
         if not self.hub.is_member(conn, req.room):
             conn.deliver(protocol.error_frame(
                 "not_joined", f"you are not in room {req.room!r}", req.ref))
             return
-        emptied = self.hub.leave(conn, req.room)
-        if emptied and self.backplane is not None:
-            await self._unsubscribe([self._room_channel(req.room)])
+        if self.hub.leave(conn, req.room) and self.relay is not None:
+            self.relay.room_emptied(req.room)
+            self.relay.settle_soon()
         conn.deliver(protocol.reply("left", req.ref, roomId=req.room))
 
-    # -- backplane -----------------------------------------------------------
+    # -- from other instances -----------------------------------------------
 
-    def _room_channel(self, room: str) -> str:
-        return f"{self._prefix}room:{room}"
-
-    def _user_channel(self, user: str) -> str:
-        return f"{self._prefix}user:{user}"
-
-    async def _unsubscribe(self, channels: list[str]) -> None:
-        assert self.backplane is not None
-        for channel in channels:
-            await self.backplane.unsubscribe(channel)
-
-    def _on_backplane_message(self, channel: str, data: str) -> None:
-        try:
-            origin, frame = decode_envelope(data)
-        except ValueError as exc:
-            log.warning("dropped a malformed envelope on %s: %s", channel, exc)
-            return
-        if origin == self.instance_id:
-            return  # delivered locally when it was posted
-        kind, _, key = channel[len(self._prefix):].partition(":")
-        if kind == "room":
-            targets = self.hub.room_targets(key)
-        elif kind == "user":
-            targets = self.hub.user_targets(key)
-        else:
-            return
+    def _route(self, kind: str, key: str, frame: dict[str, Any]) -> None:
+        targets = self.hub.room_targets(key) if kind == "room" else self.hub.user_targets(key)
         if targets:
             outgoing = Outgoing(protocol.encode(frame))
             for target in targets:
                 target.deliver(outgoing)
-
-    @staticmethod
-    def _backplane_error(exc: Exception, ref: Any) -> str:
-        return protocol.error_frame(
-            "backplane_unavailable",
-            f"delivered to this instance only; other instances did not receive it ({exc})", ref)
 
     # -- helpers -------------------------------------------------------------
 
     def _next_id(self) -> str:
         return f"{self.instance_id}-{next(self._ids)}"
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)  # keep a reference: the loop holds tasks only weakly
-        task.add_done_callback(self._tasks.discard)
-
     @property
     def connections(self) -> list[Connection]:
         return list(self._connections)
 
+
+def _bus_down(exc: BackplaneUnavailable) -> str:
+    return f"the cross-instance bus is down ({exc})"
+
+
+def _partial(exc: BackplaneUnavailable) -> dict[str, str]:
+    """The ``partial`` field of a ``sent`` reply: delivered on this instance only."""
+    return {"code": "backplane_unavailable",
+            "message": f"delivered on this instance only: {_bus_down(exc)}"}

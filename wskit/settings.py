@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Optional
 
 __all__ = ["Settings"]
 
@@ -27,6 +27,13 @@ class Settings:
     outbox_limit: int = 1024
     #: characters of text a connection may have queued before it is closed with 4008
     outbox_bytes: int = 1 << 20
+    #: how long a sender is held (not read) while its receivers' outboxes are loaded;
+    #: a receiver whose outbox has not drained by then is closed with 4008
+    slow_reader_grace: float = 5.0
+    #: frames a second one connection may send (token bucket); None: no limit
+    rate_limit: Optional[float] = None
+    #: the bucket's size (frames sent at once); None: twice ``rate_limit``
+    rate_burst: Optional[int] = None
     #: how long a closing handshake may take before the TCP connection is dropped
     close_timeout: float = 2.0
     #: app-level ``{"type": "ping"}`` period; None turns the app-level heartbeat off
@@ -61,15 +68,18 @@ class Settings:
         if (self.ping_interval is None) != (self.ping_timeout is None):
             raise ValueError("set both ping_interval and ping_timeout, or neither")
         for name in ("ping_interval", "ping_timeout", "protocol_ping_interval",
-                     "protocol_ping_timeout", "close_timeout"):
+                     "protocol_ping_timeout", "close_timeout", "slow_reader_grace",
+                     "rate_limit"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive (use None to turn it off)")
+        if self.rate_burst is not None and self.rate_burst < 1:
+            raise ValueError("rate_burst must be at least 1")
         if isinstance(self.origins, str):
             object.__setattr__(self, "origins", (self.origins,))
         if self.rooms is not None and not isinstance(self.rooms, frozenset):
             object.__setattr__(self, "rooms", frozenset(self.rooms))
 
-    def with_(self, **changes: object) -> Settings:
+    def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
         return replace(self, **changes)

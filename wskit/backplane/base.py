@@ -4,12 +4,13 @@ A backplane joins several wskit instances into one chat system. Its interface is
 deliberately tiny (after encode/broadcaster): ``start``, ``stop``, ``publish``,
 ``subscribe``, ``unsubscribe``, and one ``on_message`` callback.
 
-Subscriptions are *intents*: ``subscribe`` and ``unsubscribe`` change the set of
-wanted channels at once (synchronously, in the order the hub changed), then
-reconcile the backend with that set under one lock. Two connections joining and
-leaving the same room concurrently therefore cannot leave the instance
-unsubscribed from a room it has members in. ``subscribe`` returns once the
-backend confirmed it, so a client that got ``joined`` receives every later post.
+Subscriptions are *intents*: :meth:`Backplane.want` and :meth:`Backplane.unwant`
+change the set of wanted channels synchronously, in the order the hub changed, and
+:meth:`Backplane.sync` makes the backend match whatever is wanted *when it runs*,
+under one lock. An intent is never deferred to a task of its own (that was a race:
+a close's queued "unsubscribe" ran after a later join had re-wanted the room and
+undid it). ``subscribe`` is ``want`` plus ``sync`` and returns once the backend
+confirmed it, so a client that got ``joined`` receives every later post.
 
 Envelope (one JSON object a message, documented in docs/protocol.md)::
 
@@ -89,19 +90,31 @@ class Backplane(abc.ABC):
     async def publish(self, channel: str, data: str) -> int:
         """Publish; return how many *instances* heard it. Raise BackplaneUnavailable."""
 
-    async def subscribe(self, channel: str) -> None:
-        """Want ``channel``. Never raises for an unreachable backend: the wish is kept,
-        and the reconnecting listener subscribes to every wanted channel."""
+    def want(self, channel: str) -> None:
+        """Record that ``channel`` is wanted; :meth:`sync` applies it."""
         self._wanted.add(channel)
-        await self._sync()
 
-    async def unsubscribe(self, channel: str) -> None:
+    def unwant(self, channel: str) -> None:
+        """Record that ``channel`` is no longer wanted; :meth:`sync` applies it."""
         self._wanted.discard(channel)
-        await self._sync()
 
-    async def _sync(self) -> None:
+    async def sync(self) -> None:
+        """Make the backend's subscriptions equal the wanted set as it is now.
+
+        Never raises for an unreachable backend: the wish is kept, and the
+        reconnecting listener subscribes to every wanted channel.
+        """
         async with self._sync_lock:
             await self._apply(set(self._wanted))
+
+    async def subscribe(self, channel: str) -> None:
+        """``want`` then ``sync``: returns once the backend confirmed (or is down)."""
+        self.want(channel)
+        await self.sync()
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.unwant(channel)
+        await self.sync()
 
     @abc.abstractmethod
     async def _apply(self, wanted: set[str]) -> None:

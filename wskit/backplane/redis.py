@@ -126,6 +126,7 @@ class RedisBackplane(Backplane):
         self._subscribed: set[str] = set()
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._catch_up: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         #: a private channel that keeps the connection in subscribed mode even
         #: when the instance has no members, so the listener can always block
@@ -159,16 +160,27 @@ class RedisBackplane(Backplane):
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(), name=f"wskit-backplane-{self._keepalive[-12:]}"
         )
-        await asyncio.wait_for(self._connected.wait(), CONFIRM_TIMEOUT)
+        try:
+            await asyncio.wait_for(self._connected.wait(), CONFIRM_TIMEOUT)
+        except asyncio.TimeoutError as exc:
+            # PING answered but SUBSCRIBE never confirmed (a proxy that drops
+            # pub/sub, a server stuck in a script): unusable, and nothing of the
+            # attempt may outlive this call.
+            await self.stop()
+            raise BackplaneUnavailable(
+                f"Redis at {self.url} answered PING but did not confirm SUBSCRIBE within "
+                f"{CONFIRM_TIMEOUT:.0f}s") from exc
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            try:
-                await self._listener
-            except asyncio.CancelledError:
-                pass
-            self._listener = None
+        for task in (self._listener, self._catch_up):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._listener = self._catch_up = None
+        self._connected.clear()
         for fut in self._confirm.values():
             fut.cancel()
         self._confirm.clear()
@@ -201,6 +213,8 @@ class RedisBackplane(Backplane):
         except (RedisError, OSError) as exc:
             log.debug("subscription change deferred until reconnect: %r", exc)
             return
+        if self._pubsub is not pubsub:
+            return  # the connection dropped meanwhile; the listener resubscribes all
         self._subscribed = wanted
         if waits:
             # Confirmed means Redis has processed SUBSCRIBE: every publish after
@@ -218,9 +232,7 @@ class RedisBackplane(Backplane):
             assert self._sub_client is not None
             pubsub = self._sub_client.pubsub()
             try:
-                channels = set(self._wanted) | {self._keepalive}
-                await pubsub.subscribe(*channels)
-                self._pubsub, self._subscribed = pubsub, channels
+                channels = await self._resubscribe(pubsub)
                 while True:
                     msg = await pubsub.get_message(timeout=None)
                     if msg is None:
@@ -235,6 +247,12 @@ class RedisBackplane(Backplane):
                             fut.set_result(None)
                         if channel == self._keepalive and not self._connected.is_set():
                             self._connected.set()
+                            # A subscribe() that came after _resubscribe copied the
+                            # wanted set found us not yet connected and deferred to
+                            # us: apply whatever is wanted now. A task, since sync()
+                            # waits for confirmations that only this loop reads.
+                            self._catch_up = asyncio.get_running_loop().create_task(
+                                self.sync(), name="wskit-backplane-catch-up")
                             backoff = 0.05
                             if down_since is not None:
                                 self.reconnects += 1
@@ -256,6 +274,13 @@ class RedisBackplane(Backplane):
                 await _close_quietly(pubsub)
             await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation
             backoff = min(backoff * 2, self._max_backoff)
+
+    async def _resubscribe(self, pubsub: Any) -> set[str]:
+        """Subscribe a fresh connection to every channel wanted right now."""
+        channels = set(self._wanted) | {self._keepalive}
+        await pubsub.subscribe(*channels)
+        self._pubsub, self._subscribed = pubsub, channels
+        return channels
 
 
 def _explain(url: str, exc: BaseException) -> str:
