@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import threading
 from typing import Any, AsyncIterator, Awaitable, Optional, Union
 from urllib.parse import urlencode, urlsplit
@@ -35,6 +36,8 @@ from .exceptions import ConnectionClosed, ServerError
 from .protocol import encode
 
 __all__ = ["Client", "connect", "SyncClient"]
+
+log = logging.getLogger("wskit.client")
 
 _PONG = encode({"type": "pong"})
 _IGNORED = (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG)
@@ -56,6 +59,19 @@ def _resolve(target: Any, token: Optional[str], user: Optional[str], secret: Opt
     return url + ("&" if "?" in url else "?") + urlencode({"token": token})
 
 
+def _decode(text: str) -> Optional[dict[str, Any]]:
+    """A server frame as a dict, or None if it is not a JSON object.
+
+    A client must survive whatever a server (or a proxy, or a lesson's broken
+    server) sends: one odd frame is skipped, not fatal to the reader.
+    """
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return frame if isinstance(frame, dict) else None
+
+
 class Client:
     """One WebSocket connection to a wskit server."""
 
@@ -70,6 +86,8 @@ class Client:
         self.welcome: dict[str, Any] = {}
         #: app-level pings received so far (answered or not)
         self.pings = 0
+        #: server frames that were not JSON objects (ignored, logged)
+        self.bad_frames = 0
         self._ping_seen = asyncio.Event()
         self._protocol_pongs = protocol_pongs
         #: wait for wskit's welcome frame on connect (False for other servers, e.g. the seed's)
@@ -249,7 +267,12 @@ class Client:
                     if msg.type is aiohttp.WSMsgType.CLOSE:
                         self.close_reason = msg.extra or ""
                     break  # CLOSE, CLOSING, CLOSED, ERROR
-                frame = json.loads(msg.data)
+                frame = _decode(msg.data)
+                if frame is None:
+                    self.bad_frames += 1
+                    log.warning("ignored a server frame that is not a JSON object: %.80r",
+                                msg.data)
+                    continue
                 kind = frame.get("type")
                 if kind == "ping":
                     self.pings += 1
@@ -258,7 +281,7 @@ class Client:
                         await ws.send_str(_PONG)
                     continue
                 ref = frame.get("ref")
-                future = self._pending.get(ref) if ref is not None else None
+                future = self._pending.get(ref) if isinstance(ref, str) else None
                 if future is not None and not future.done() and kind != "message":
                     future.set_result(frame)
                 else:

@@ -329,22 +329,11 @@ class ChatServer:
         mid, now = self._next_id(), time.time()
         text = protocol.encode({"type": "direct", "from": conn.user, "to": req.to,
                                 "content": req.content, "timestamp": now, "id": mid})
-        # The recipient's connections, and the sender's other tabs (a conversation
-        # shows in every tab of both users); never the sending connection itself.
-        # Only the recipient's count as "reached".
         frame = Outgoing(text)  # encoded once for every tab of both users
-        reached = 0
-        bus_error: Optional[BackplaneUnavailable] = None
-        for user in dict.fromkeys((req.to, conn.user)):
-            here = self._to_local_user(conn, user, frame)
-            elsewhere = 0
-            if self.relay is not None and bus_error is None:
-                try:
-                    elsewhere = await self._to_remote_user(user, text)
-                except BackplaneUnavailable as exc:
-                    bus_error = exc  # who is elsewhere is unknown: never say "offline"
-            if user == req.to:
-                reached = here + elsewhere
+        # The recipient first: only its connections count as "reached" (the
+        # sender's own other tabs never do, else a user with two tabs could
+        # never be told "user_offline").
+        reached, bus_error = await self._to_user(conn, req.to, frame, text)
         if reached == 0:
             if bus_error is not None:
                 conn.deliver(protocol.error_frame(
@@ -354,8 +343,25 @@ class ChatServer:
                 conn.deliver(protocol.error_frame(
                     "user_offline", f"user {req.to!r} has no open connection", req.ref))
             return
+        if req.to != conn.user:
+            # a conversation shows in every tab of both users
+            _, own_error = await self._to_user(conn, conn.user, frame, text,
+                                               remote=bus_error is None)
+            bus_error = bus_error or own_error
         extra = {"partial": _partial(bus_error)} if bus_error is not None else {}
         conn.deliver(protocol.reply("sent", req.ref, id=mid, to=req.to, timestamp=now, **extra))
+
+    async def _to_user(self, sender: Connection, user: str, frame: Outgoing, text: str,
+                       remote: bool = True) -> tuple[int, Optional[BackplaneUnavailable]]:
+        """Deliver to ``user``'s connections here and elsewhere (never the sender's own);
+        how many connections and instances were reached, and the bus error if any."""
+        reached = self._to_local_user(sender, user, frame)
+        if self.relay is None or not remote:
+            return reached, None
+        try:
+            return reached + await self._to_remote_user(user, text), None
+        except BackplaneUnavailable as exc:
+            return reached, exc  # who is elsewhere is unknown: never say "offline"
 
     def _to_local_user(self, sender: Connection, user: str, frame: Outgoing) -> int:
         """Deliver to ``user``'s connections on this instance (not the sender's own)."""

@@ -114,8 +114,9 @@ class RedisBackplane(Backplane):
     """
 
     def __init__(self, url: str = "fakeredis://", *, client: aioredis.Redis | None = None,
-                 max_backoff: float = 2.0) -> None:
+                 max_backoff: float = 2.0, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
         super().__init__()
+        self.confirm_timeout = confirm_timeout
         self.url = redact(url)
         self._raw_url = url
         self._client = client
@@ -150,18 +151,18 @@ class RedisBackplane(Backplane):
         if self._client is None:
             self._client = make_client(self._raw_url)
         try:
-            await asyncio.wait_for(self._client.ping(), CONFIRM_TIMEOUT)
+            await asyncio.wait_for(self._client.ping(), self.confirm_timeout)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             if self._owns_client:
                 await self._client.aclose()
                 self._client = None
-            raise BackplaneUnavailable(_explain(self.url, exc)) from exc
+            raise BackplaneUnavailable(_explain(self.url, exc, self.confirm_timeout)) from exc
         self._sub_client = listener_client(self._client)
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(), name=f"wskit-backplane-{self._keepalive[-12:]}"
         )
         try:
-            await asyncio.wait_for(self._connected.wait(), CONFIRM_TIMEOUT)
+            await asyncio.wait_for(self._connected.wait(), self.confirm_timeout)
         except asyncio.TimeoutError as exc:
             # PING answered but SUBSCRIBE never confirmed (a proxy that drops
             # pub/sub, a server stuck in a script): unusable, and nothing of the
@@ -169,7 +170,7 @@ class RedisBackplane(Backplane):
             await self.stop()
             raise BackplaneUnavailable(
                 f"Redis at {self.url} answered PING but did not confirm SUBSCRIBE within "
-                f"{CONFIRM_TIMEOUT:.0f}s") from exc
+                f"{self.confirm_timeout:g}s") from exc
 
     async def stop(self) -> None:
         for task in (self._listener, self._catch_up):
@@ -219,10 +220,10 @@ class RedisBackplane(Backplane):
         if waits:
             # Confirmed means Redis has processed SUBSCRIBE: every publish after
             # this point reaches us. Without it a join could miss the next post.
-            done, _ = await asyncio.wait(waits, timeout=CONFIRM_TIMEOUT)
+            done, _ = await asyncio.wait(waits, timeout=self.confirm_timeout)
             if len(done) < len(waits):
-                log.warning("Redis did not confirm %d subscription(s) in %.0fs",
-                            len(waits) - len(done), CONFIRM_TIMEOUT)
+                log.warning("Redis did not confirm %d subscription(s) in %gs",
+                            len(waits) - len(done), self.confirm_timeout)
 
     async def _listen(self) -> None:
         """Read messages forever; on any connection failure reconnect with backoff."""
@@ -283,7 +284,7 @@ class RedisBackplane(Backplane):
         return channels
 
 
-def _explain(url: str, exc: BaseException) -> str:
+def _explain(url: str, exc: BaseException, timeout: float) -> str:
     """A start failure in words a user can act on."""
     text = str(exc) or type(exc).__name__
     auth_failed = isinstance(exc, AuthenticationError) or "NOAUTH" in text
@@ -293,7 +294,7 @@ def _explain(url: str, exc: BaseException) -> str:
     if auth_failed:
         return f"Redis at {url} refused the credentials in the URL: {text}"
     if isinstance(exc, asyncio.TimeoutError):
-        return f"cannot reach Redis at {url}: no answer within {CONFIRM_TIMEOUT:.0f}s"
+        return f"cannot reach Redis at {url}: no answer within {timeout:g}s"
     return f"cannot reach Redis at {url}: {text}"
 
 
