@@ -194,6 +194,10 @@ class Client:
         else:
             await ws.send_str(json.dumps(data))
 
+    async def send_text_bytes(self, payload: bytes) -> None:
+        """Send a *text* frame carrying any bytes, valid UTF-8 or not (bad-input lessons)."""
+        await self._require_ws().send_frame(payload, aiohttp.WSMsgType.TEXT)
+
     # -- receiving -----------------------------------------------------------
 
     async def receive(self, timeout: Optional[float] = None) -> dict[str, Any]:

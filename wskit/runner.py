@@ -32,6 +32,7 @@ from typing import Any, Iterator, Literal, Optional, Union
 from .auth import issue_token
 from .backplane import Backplane
 from .exceptions import ConfigError, ServerStartError
+from .logs import quiet_uvicorn_client_faults
 from .server import ChatServer
 from .settings import Settings
 
@@ -273,6 +274,8 @@ def _uvicorn_server_class() -> type:
 async def _start_uvicorn(app: Any, sock: socket.socket, close_timeout: float,
                          **options: Any) -> Any:
     import uvicorn
+
+    quiet_uvicorn_client_faults()  # a traceback per invalid UTF-8 frame otherwise
 
     config = uvicorn.Config(
         app,

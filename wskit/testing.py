@@ -214,7 +214,9 @@ class GatedBackplane(Backplane):
         """Hold every later ``op`` call ("apply" or "publish") until the gate is released."""
         if op not in ("apply", "publish"):
             raise ValueError(f"unknown operation {op!r}")
-        gate = self._gates[op] = Gate()
+        gate = self._gates.get(op)
+        if gate is None:  # one gate per operation: a second hold is the same gate
+            gate = self._gates[op] = Gate()
         return gate
 
     def open(self, op: str) -> None:

@@ -128,6 +128,9 @@ class RedisBackplane(Backplane):
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
+        #: Redis confirmed the listener's connection: subscription changes may go out
+        self._live = False
+        #: live *and* caught up with every channel wanted: what ``healthy`` reports
         self._connected = asyncio.Event()
         #: a private channel that keeps the connection in subscribed mode even
         #: when the instance has no members, so the listener can always block
@@ -181,6 +184,7 @@ class RedisBackplane(Backplane):
                 except asyncio.CancelledError:
                     pass
         self._listener = self._catch_up = None
+        self._live = False
         self._connected.clear()
         for fut in self._confirm.values():
             fut.cancel()
@@ -200,7 +204,7 @@ class RedisBackplane(Backplane):
 
     async def _apply(self, wanted: set[str]) -> None:
         pubsub = self._pubsub
-        if pubsub is None or not self._connected.is_set():
+        if pubsub is None or not self._live:
             return  # the listener subscribes to everything wanted when it reconnects
         wanted = wanted | {self._keepalive}
         add, remove = wanted - self._subscribed, self._subscribed - wanted
@@ -246,14 +250,15 @@ class RedisBackplane(Backplane):
                         fut = self._confirm.pop(channel, None)
                         if fut is not None and not fut.done():
                             fut.set_result(None)
-                        if channel == self._keepalive and not self._connected.is_set():
-                            self._connected.set()
+                        if channel == self._keepalive and not self._live:
+                            self._live = True
                             # A subscribe() that came after _resubscribe copied the
-                            # wanted set found us not yet connected and deferred to
-                            # us: apply whatever is wanted now. A task, since sync()
-                            # waits for confirmations that only this loop reads.
+                            # wanted set found us not yet live and deferred to us:
+                            # apply whatever is wanted now, then report healthy. A
+                            # task, since sync() waits for confirmations that only
+                            # this loop reads.
                             self._catch_up = asyncio.get_running_loop().create_task(
-                                self.sync(), name="wskit-backplane-catch-up")
+                                self._caught_up(pubsub), name="wskit-backplane-catch-up")
                             backoff = 0.05
                             if down_since is not None:
                                 self.reconnects += 1
@@ -269,12 +274,18 @@ class RedisBackplane(Backplane):
                     log.warning("backplane %s: connection lost (%s); reconnecting, messages "
                                 "stay on this instance meanwhile", self.url, exc or type(exc).__name__)
             finally:
+                self._live = False
                 self._connected.clear()
                 self._pubsub = None
                 self._subscribed = set()
                 await _close_quietly(pubsub)
             await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation
             backoff = min(backoff * 2, self._max_backoff)
+
+    async def _caught_up(self, pubsub: Any) -> None:
+        await self.sync()
+        if self._pubsub is pubsub and self._live:
+            self._connected.set()
 
     async def _resubscribe(self, pubsub: Any) -> set[str]:
         """Subscribe a fresh connection to every channel wanted right now."""
