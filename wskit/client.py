@@ -95,7 +95,7 @@ class Client:
         self._headers = headers
         self._max_msg_size = max_msg_size
         self._session: Optional[aiohttp.ClientSession] = None
-        self._ws: Optional[aiohttp.ClientWebSocketResponse] = None
+        self._ws: Optional[aiohttp.ClientWebSocketResponse[Any]] = None
         self._reader: Optional[asyncio.Task[None]] = None
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -339,7 +339,7 @@ class Client:
             await self._session.close()
             self._session = None
 
-    def _require_ws(self) -> aiohttp.ClientWebSocketResponse:
+    def _require_ws(self) -> aiohttp.ClientWebSocketResponse[Any]:
         if self._ws is None:
             raise RuntimeError("not connected: await client.connect() first")
         return self._ws

@@ -192,6 +192,7 @@ async def check_members_across_instances(announce: Callable[..., Any],
                              server.instance_id, server.hub.members("lobby"))
             if inspect.isawaitable(result):
                 await result
+        assert a.server is not None
         result = attempt(name, hint, room_members, redis, a.server.settings.namespace, "lobby")
         got = await result if inspect.isawaitable(result) else result
     except NotImplementedError:

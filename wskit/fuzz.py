@@ -83,9 +83,9 @@ def frames(seed: int, count: int, max_size: int) -> Iterator[tuple[str, Payload]
             yield kind, json.dumps(frame)
         elif kind == "odd_unicode":
             key = rnd.choice(["roomId", "content", "to", "ref", "type"])
-            text = json.dumps(frame, ensure_ascii=False)
+            plain = json.dumps(frame, ensure_ascii=False)
             odd = json.dumps(_odd_text(rnd), ensure_ascii=False).replace("\\\\u", "\\u")
-            yield kind, text[:-1] + f', "{key}": {odd}' + "}"
+            yield kind, plain[:-1] + f', "{key}": {odd}' + "}"
         elif kind == "deep":
             opener = rnd.choice(["[", '{"a":', '{"type":'])
             closer = {"[": "]", '{"a":': "}", '{"type":': "}"}[opener]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import threading
 from typing import Any, Iterator, Literal, Optional, Union
@@ -144,7 +145,7 @@ class RunningServer:
 
 
 async def serve(
-    framework: Framework = "aiohttp",
+    framework: Union[Framework, str] = "aiohttp",
     *,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -285,7 +286,7 @@ async def _start_uvicorn(app: Any, sock: socket.socket, close_timeout: float,
         log_config=None,  # never reconfigure the host's (notebook's) logging
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=close_timeout,
+        timeout_graceful_shutdown=max(1, math.ceil(close_timeout)),  # uvicorn takes whole seconds
         **options,
     )
     userver = _uvicorn_server_class()(config)
@@ -387,10 +388,10 @@ def enable_nested_asyncio() -> None:
     if loop is not None and type(loop).__module__.startswith("uvloop"):
         raise ConfigError("nested event loops cannot be enabled on uvloop")
     try:
-        import nest_asyncio2 as nest
+        import nest_asyncio2 as nest  # type: ignore[import-untyped]
     except ImportError:
         try:
-            import nest_asyncio as nest  # type: ignore[no-redef]
+            import nest_asyncio as nest  # type: ignore[no-redef,import-not-found]
         except ImportError:
             raise ConfigError("pip install nest-asyncio2 to use enable_nested_asyncio()") from None
     nest.apply(loop) if loop is not None else nest.apply()

@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from ..auth import issue_token
 from .targets import SECRET
@@ -470,8 +470,7 @@ def summarize(results: list[Result]) -> list[dict[str, Any]]:
                 r.stalled_deliveries_per_s / r.extra["unstalled_big"]  # type: ignore[operator]
                 for r in stalled)
             row["stalled_complete"] = all(r.stalled_complete for r in stalled)
-            row["stalled_rss_growth_kb"] = statistics.median(
-                r.stalled_rss_growth_kb for r in stalled)  # type: ignore[misc]
+            row["stalled_rss_growth_kb"] = _median([r.stalled_rss_growth_kb for r in stalled])
         rows.append(row)
     return rows
 
@@ -481,7 +480,7 @@ def _order(target: str) -> int:
     return order.index(target) if target in order else len(order)
 
 
-def _median(values: list[Optional[float]]) -> Optional[float]:
+def _median(values: Sequence[Optional[float]]) -> Optional[float]:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
 

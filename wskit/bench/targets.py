@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import socket
 import sys
 import time
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -89,15 +91,13 @@ async def run(kind: str, redis: str | None) -> None:
                                        secret=SECRET, max_message_size=1 << 20,
                                        namespace=namespace))
     elif kind == "seed-aiohttp":
-        from ..seed import aiohttp_manager as seed
-
-        seed.time = time  # the one missing import
-        seed.SECRET_KEY = SECRET
-        handles.append(await serve_app(seed.make_app(), name="bench"))
+        seed_a: Any = importlib.import_module("wskit.seed.aiohttp_manager")
+        seed_a.time = time  # the one missing import
+        seed_a.SECRET_KEY = SECRET
+        handles.append(await serve_app(seed_a.make_app(), name="bench"))
     elif kind == "seed-fastapi":
-        from ..seed import fastapi_manager as seed
-
-        handles.append(await serve_app(seed.app, name="bench"))
+        seed_f: Any = importlib.import_module("wskit.seed.fastapi_manager")
+        handles.append(await serve_app(seed_f.app, name="bench"))
     else:
         raise SystemExit(f"unknown target {kind!r}")
     print("READY " + " ".join(f"{h.host}:{h.port}" for h in handles), flush=True)

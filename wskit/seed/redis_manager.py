@@ -1,5 +1,7 @@
 """The seed's Redis pub/sub manager, as written (see wskit.seed)."""
 # ruff: noqa
+# mypy: ignore-errors
+# (the seed's code stays as written: its type faults are part of what the notebooks show)
 # Modern redis client with asyncio support (replaces deprecated aioredis)
 import redis.asyncio as redis
 import asyncio
