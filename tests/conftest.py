@@ -21,6 +21,8 @@ def _test_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests choose their backplane explicitly; none inherits CI's URL by accident.
     monkeypatch.delenv("WSKIT_REDIS_URL", raising=False)
     monkeypatch.setenv("WSKIT_SECRET", SECRET)
+    # the client-fault log limit is process-wide: each test starts a fresh window
+    wskit.logs.client_faults.reset()
 
 
 @pytest.fixture(autouse=True)

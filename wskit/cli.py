@@ -42,6 +42,10 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="RFC 6455 ping frames every S seconds (default off)")
     p.add_argument("--protocol-ping-timeout", type=_positive, default=None, metavar="S")
     p.add_argument("--max-message-size", type=int, default=64 * 1024, metavar="BYTES")
+    p.add_argument("--rate-limit", type=float, default=None, metavar="FRAMES_PER_S",
+                   help="per-connection token bucket; over it: rate_limited errors, then 4029")
+    p.add_argument("--rate-burst", type=int, default=None, metavar="FRAMES",
+                   help="the bucket's size (default: twice --rate-limit)")
     p.add_argument("--origin", action="append", default=None, metavar="ORIGIN",
                    help="allowed Origin (repeatable); default: any")
     p.add_argument("--dev-tokens", action="store_true",
@@ -56,6 +60,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         protocol_ping_interval=args.protocol_ping_interval,
         protocol_ping_timeout=args.protocol_ping_timeout,
         max_message_size=args.max_message_size,
+        rate_limit=args.rate_limit, rate_burst=args.rate_burst,
         origins=tuple(args.origin) if args.origin else None,
         dev_tokens=args.dev_tokens, **extra,
     )
@@ -94,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="default: SOURCE/student")
 
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat"), default="fanout")
+    p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat", "held"), default="fanout")
     p.add_argument("--quick", action="store_true", help="a short run, about a minute")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--rounds", type=int, default=None)

@@ -38,6 +38,11 @@ class RateLimitedLog:
         self._sent = 0
         self.suppressed = 0
 
+    def reset(self) -> None:
+        """Start a fresh window (tests; a new lesson)."""
+        with self._lock:
+            self._window_start, self._sent, self.suppressed = -float("inf"), 0, 0
+
     def log(self, level: int, msg: str, *args: Any) -> bool:
         """Log one line unless over the limit; True if it was written."""
         with self._lock:

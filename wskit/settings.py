@@ -29,7 +29,7 @@ class Settings:
     outbox_bytes: int = 1 << 20
     #: how long a sender is held (not read) while its receivers' outboxes are loaded;
     #: a receiver whose outbox has not drained by then is closed with 4008
-    slow_reader_grace: float = 5.0
+    slow_reader_grace: float = 1.0
     #: frames a second one connection may send (token bucket); None: no limit
     rate_limit: Optional[float] = None
     #: the bucket's size (frames sent at once); None: twice ``rate_limit``

@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m wskit bench [fanout|heartbeat]``.
+"""Benchmarks: ``python -m wskit bench [fanout|heartbeat|held]``.
 
 Every figure is measured in one run and compared side by side (ratios), because
 these machines are shared and noisy: an absolute number from another day means
@@ -23,6 +23,13 @@ def main(args: argparse.Namespace) -> int:
         else:
             print(heartbeat.table(results))
         return 0 if all(r.within_bound for r in results) else 1
+    if args.suite == "held":
+        from . import held
+
+        n = 500 if args.quick else 2000
+        rows = asyncio.run(held.run(n=n, hold=3.0 if args.quick else 10.0))
+        print(json.dumps([vars(r) for r in rows], indent=2) if args.json else held.table(rows))
+        return 0 if all(r.closed == 0 and r.post_reached == r.connections for r in rows) else 1
     from . import fanout
 
     return fanout.main(args)
