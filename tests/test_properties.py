@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from wskit import ChatServer, protocol
 from wskit.exceptions import ProtocolError
+from wskit.fuzz import expected_replies
 from wskit.protocol import CloseCode
 from wskit.testing import Peer
 
@@ -59,7 +60,7 @@ async def _one_reply_each(batch: list[str]) -> None:
     try:
         me = await Peer(server, "me").connect()
         for text in batch:
-            expect = _expected_replies(text)
+            expect = expected_replies(text)
             me.send(text)
             me.send({"type": "ping", "ref": "fence"})
             replies: list[dict[str, Any]] = []
@@ -74,10 +75,3 @@ async def _one_reply_each(batch: list[str]) -> None:
     finally:
         await server.stop()
 
-
-def _expected_replies(text: str) -> int:
-    try:
-        request = protocol.parse(text)
-    except ProtocolError:
-        return 1
-    return 0 if isinstance(request, protocol.Pong) else 1

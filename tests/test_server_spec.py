@@ -8,14 +8,13 @@ other event, releases, and then checks the state at quiescence.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from wskit import ChatServer
 from wskit.protocol import CloseCode
-from wskit.testing import GatedBackplane, GatedBus, Peer
+from wskit.testing import GatedBackplane, Peer
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -219,8 +218,7 @@ async def test_close_then_reconnect_keeps_the_user_subscribed(make) -> None:
 async def test_join_while_subscription_is_held_waits_for_it(make) -> None:
     """A second joiner of a room whose subscription is not yet confirmed gets
     ``joined`` only once it is: every later post from elsewhere reaches it."""
-    bus = GatedBus()
-    here_bp, there_bp = GatedBackplane(bus), GatedBackplane(bus)
+    here_bp, there_bp = GatedBackplane("shared-bus"), GatedBackplane("shared-bus")
     here, there = await make(backplane=here_bp), await make(backplane=there_bp)
     a1, a2, remote = await peer(here, "a1"), await peer(here, "a2"), await peer(there, "b")
     await remote.request({"type": "join", "roomId": "r"})
@@ -322,8 +320,3 @@ async def test_rate_limit_refuses_then_closes(make) -> None:
     assert p.transport.close_code == CloseCode.RATE_LIMITED
     frames = p.unread()
     assert [f.get("code") for f in frames] == ["rate_limited"]
-
-
-def _json(frame: str) -> dict[str, Any]:
-    obj: dict[str, Any] = json.loads(frame)
-    return obj

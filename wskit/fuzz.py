@@ -25,7 +25,7 @@ from . import protocol
 from .client import Client
 from .exceptions import ConnectionClosed, ProtocolError
 
-__all__ = ["frames", "run", "FuzzReport"]
+__all__ = ["frames", "run", "FuzzReport", "expected_replies"]
 
 Payload = Union[str, bytes]
 
@@ -123,7 +123,8 @@ class FuzzReport:
     bystander_messages: int = 0
 
 
-def _expected_replies(text: str) -> int:
+def expected_replies(text: str) -> int:
+    """How many replies the protocol promises for one text frame: 1, or 0 for a pong."""
     try:
         request = protocol.parse(text)
     except ProtocolError:
@@ -177,7 +178,7 @@ async def run(server: Any, seed: int, count: int, chat_every: int = 50) -> FuzzR
                     replies.append(frame)
             for r in replies:
                 report.replies[r.get("code") or r["type"]] += 1
-            expected = _expected_replies(payload)
+            expected = expected_replies(payload)
             assert len(replies) == expected, (i, kind, payload[:120], replies)
     finally:
         for c in (alice, bob, fuzzer):

@@ -6,7 +6,7 @@ the server code under test is exactly the code that runs in production:
 * :class:`MemoryTransport`: a :class:`~wskit.connection.Transport` whose frames
   in and out are Python lists and queues. :class:`Peer` wraps one and runs
   :meth:`ChatServer.serve_connection` on it, as an adapter would.
-* :class:`GatedBackplane`: an in-process backplane whose calls (``apply`` a
+* :class:`GatedBackplane`: a ``memory://`` backplane whose calls (``apply`` a
   subscription change, ``publish``) can be *held* at a gate and released
   later, and that can lose its connection (:meth:`~GatedBackplane.drop`) and
   get it back (:meth:`~GatedBackplane.restore`). A race becomes a test: hold a
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any, Optional, Union
 
-from .backplane import Backplane
+from .backplane import MemoryBackplane
 from .exceptions import BackplaneUnavailable
 from .server import ChatServer
 
-__all__ = ["MemoryTransport", "Peer", "Gate", "GatedBus", "GatedBackplane"]
+__all__ = ["MemoryTransport", "Peer", "Gate", "GatedBackplane"]
 
 Incoming = Union[str, bytes, None]
 
@@ -188,25 +189,25 @@ class Gate:
         self._open.set()
 
 
-class GatedBus:
-    """What several :class:`GatedBackplane` share: channel -> subscribers."""
+class GatedBackplane(MemoryBackplane):
+    """A ``memory://`` backplane whose calls can be held, dropped and restored.
 
-    def __init__(self) -> None:
-        self.subscribers: dict[str, set[GatedBackplane]] = {}
+    Backplanes made with the same ``bus`` name hear each other; by default each
+    gets a bus of its own.
+    """
 
-
-class GatedBackplane(Backplane):
-    """An in-process backplane whose calls can be held, dropped and restored."""
-
-    def __init__(self, bus: Optional[GatedBus] = None) -> None:
-        super().__init__()
-        self.bus = bus if bus is not None else GatedBus()
-        self.url = "gated://"
-        #: what the "server" has actually applied (compare with ``channels``)
-        self.subscribed: set[str] = set()
+    def __init__(self, bus: Optional[str] = None) -> None:
+        super().__init__(bus or f"gated-{uuid.uuid4().hex[:12]}")
+        self.url = f"gated://{self.name}"
         self.up = True
         self._gates: dict[str, Gate] = {}
+        #: every (channel, data) published while up
         self.published: list[tuple[str, str]] = []
+
+    @property
+    def subscribed(self) -> set[str]:
+        """What the "server" has actually applied (compare with ``channels``)."""
+        return set(self._subscribed)
 
     # -- control -------------------------------------------------------------
 
@@ -241,13 +242,6 @@ class GatedBackplane(Backplane):
     def healthy(self) -> bool:
         return self.up
 
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        self._wanted.clear()
-        self._set_subscribed(set())
-
     async def publish(self, channel: str, data: str) -> int:
         gate = self._gates.get("publish")
         if gate is not None:
@@ -255,11 +249,7 @@ class GatedBackplane(Backplane):
         if not self.up:
             raise BackplaneUnavailable("gated backplane dropped")
         self.published.append((channel, data))
-        targets = list(self.bus.subscribers.get(channel, ()))
-        loop = asyncio.get_running_loop()
-        for bp in targets:
-            loop.call_soon(bp._dispatch, channel, data)  # asynchronous, as over a network
-        return len(targets)
+        return await super().publish(channel, data)
 
     async def _apply(self, wanted: set[str]) -> None:
         gate = self._gates.get("apply")
@@ -267,15 +257,3 @@ class GatedBackplane(Backplane):
             await gate.passage()
         if self.up:
             self._set_subscribed(wanted)
-
-    def _set_subscribed(self, channels: set[str]) -> None:
-        subs = self.bus.subscribers
-        for channel in self.subscribed - channels:
-            members = subs.get(channel)
-            if members is not None:
-                members.discard(self)
-                if not members:
-                    del subs[channel]
-        for channel in channels - self.subscribed:
-            subs.setdefault(channel, set()).add(self)
-        self.subscribed = set(channels)

@@ -51,6 +51,9 @@ class MemoryBackplane(Backplane):
         return len(targets)
 
     async def _apply(self, wanted: set[str]) -> None:
+        self._set_subscribed(wanted)
+
+    def _set_subscribed(self, wanted: set[str]) -> None:
         with _lock:
             bus = _buses.setdefault(self.name, {})
             for channel in wanted - self._subscribed:
