@@ -15,11 +15,14 @@ async def test_same_conversation_on_both_frameworks(start, clients) -> None:
         alice = await clients(srv, user="alice")
         bob = await clients(srv, user="bob")
         log = [alice.welcome["userId"], bob.welcome["userId"], alice.welcome["heartbeat"]]
-        log.append(await alice.join("lobby"))
-        log.append(await bob.join("lobby"))
+        for who in (alice, bob):
+            joined = await who.join("lobby")
+            assert isinstance(joined.pop("epoch"), str)  # random per history: not compared
+            log.append(joined)
         sent = await alice.send("lobby", "hello, bob")
         got = await bob.receive()
         assert got["id"] == sent["id"] and got["timestamp"] == sent["timestamp"]
+        assert got["offset"] == sent["offset"] == 1
         log.append({k: got[k] for k in ("type", "roomId", "userId", "content")})
         await bob.direct("alice", "psst")
         got = await alice.receive()
@@ -43,9 +46,11 @@ async def test_message_frame_shape(start, clients, framework) -> None:
     await a.join("r")
     await b.join("r")
     ack = await a.send("r", "x")
-    assert set(ack) == {"type", "id", "roomId", "timestamp", "ref"} and ack["type"] == "sent"
+    assert set(ack) == {"type", "id", "roomId", "timestamp", "ref", "offset"}
+    assert ack["type"] == "sent"
     msg = await b.receive()
-    assert set(msg) == {"type", "roomId", "userId", "content", "timestamp", "id"}
+    assert set(msg) == {"type", "roomId", "userId", "content", "timestamp", "id", "offset"}
+    assert msg["offset"] == ack["offset"] == 1
 
 
 async def test_direct_to_offline_user_is_an_error(start, clients, framework) -> None:

@@ -29,6 +29,8 @@ __all__ = [
     "Leave",
     "Post",
     "Direct",
+    "History",
+    "Since",
     "Ping",
     "Pong",
     "Request",
@@ -48,12 +50,13 @@ class CloseCode(enum.IntEnum):
     """
 
     NORMAL = 1000  #: the client or server said goodbye
-    GOING_AWAY = 1001  #: the server is stopping
+    GOING_AWAY = 1001  #: the server is going away for good
     UNSUPPORTED_DATA = 1003  #: a binary frame was received; wskit speaks JSON text only
     INVALID_DATA = 1007  #: a text frame that is not valid UTF-8 (the framework closes)
     POLICY_VIOLATION = 1008  #: an Origin refused at the handshake (FastAPI's pre-accept close)
     MESSAGE_TOO_BIG = 1009  #: a frame exceeded ``max_message_size``
     INTERNAL_ERROR = 1011  #: a bug in the server; the connection cannot go on
+    SERVICE_RESTART = 1012  #: the server is restarting or draining: reconnect (elsewhere)
     UNAUTHORIZED = 4001  #: no token, or a malformed, badly signed or expired one
     HEARTBEAT_TIMEOUT = 4002  #: no ``pong`` within ``ping_timeout`` of a ``ping``
     SLOW_CONSUMER = 4008  #: the client stopped reading: its outbox overflowed or did not drain
@@ -73,6 +76,8 @@ ERROR_CODES: dict[str, str] = {
     "user_offline": "a direct message to a user with no connection anywhere",
     "backplane_unavailable": "not delivered: the cross-instance bus is down and the "
                              "recipient has no connection on this instance",
+    "history_unavailable": "history is off on this server (history size 0), or its store "
+                           "cannot be reached",
     "rate_limited": "the connection sent frames faster than the server's rate limit; "
                     "this frame was dropped",
 }
@@ -90,8 +95,24 @@ Ref = Union[str, int, None]
 
 
 @dataclass(frozen=True, slots=True)
+class Since:
+    """Where a rejoining client left off: the last offset it saw, and its epoch."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
 class Join:
     room: str
+    ref: str | int | None = None
+    since: Since | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    room: str
+    limit: int | None = None
     ref: str | int | None = None
 
 
@@ -125,7 +146,7 @@ class Pong:
     ref: str | int | None = None
 
 
-Request = Union[Join, Leave, Post, Direct, Ping, Pong]
+Request = Union[Join, Leave, Post, Direct, Ping, Pong, History]
 
 _JSON_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
                     list: "an array", dict: "an object", type(None): "null"}
@@ -192,6 +213,35 @@ def _ref(obj: dict) -> str | int | None:
     return ref
 
 
+_MAX_LIMIT = 1000
+
+
+def _since(obj: dict) -> Since | None:
+    since = obj.get("since")
+    if since is None:
+        return None
+    if not isinstance(since, dict):
+        raise ProtocolError("wrong_type", f"field 'since' must be an object, got {_type_name(since)}")
+    offset, epoch = since.get("offset"), since.get("epoch")
+    if type(offset) is not int or offset < 0 or offset > _MAX_SAFE_INT:
+        raise ProtocolError("invalid_value",
+                            "field 'since.offset' must be an integer offset, 0 or more")
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= 64:
+        raise ProtocolError("invalid_value", "field 'since.epoch' must be a string of 1-64 "
+                            "characters (the epoch of the room's 'joined' frame)")
+    _check_encodable(epoch, "since.epoch")
+    return Since(offset, epoch)
+
+
+def _limit(obj: dict) -> int | None:
+    limit = obj.get("limit")
+    if limit is None:
+        return None
+    if type(limit) is not int or not 0 < limit <= _MAX_LIMIT:
+        raise ProtocolError("invalid_value", f"field 'limit' must be an integer from 1 to {_MAX_LIMIT}")
+    return limit
+
+
 def parse(text: str) -> Request:
     """Parse one client text frame into a request, or raise :class:`ProtocolError`.
 
@@ -227,7 +277,9 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
     if kind == "message":
         return Post(_room(obj, kind), _field(obj, "content", kind), ref)
     if kind == "join":
-        return Join(_room(obj, kind), ref)
+        return Join(_room(obj, kind), ref, _since(obj))
+    if kind == "history":
+        return History(_room(obj, kind), _limit(obj), ref)
     if kind == "leave":
         return Leave(_room(obj, kind), ref)
     if kind == "direct":
@@ -242,7 +294,7 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
     raise ProtocolError(
         "unknown_type",
         f"unknown frame type {kind[:40]!r}; expected one of "
-        "'join', 'leave', 'message', 'direct', 'ping', 'pong'",
+        "'join', 'leave', 'message', 'direct', 'history', 'ping', 'pong'",
     )
 
 

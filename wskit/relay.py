@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .backplane import Backplane, decode_envelope, encode_envelope
+from .history import Page, Retention
 
 log = logging.getLogger("wskit.relay")
 
 __all__ = ["Relay"]
 
-#: ``route(kind, key, frame)``: kind is "room" or "user", frame the decoded server frame
-Router = Callable[[str, str, dict[str, Any]], None]
+#: ``route(kind, key, frame, sender)``: kind is "room" or "user", frame the decoded server
+#: frame, sender the id of the local connection that posted it (None if posted elsewhere)
+Router = Callable[[str, str, dict[str, Any], Optional[str]], None]
 
 
 class Relay:
@@ -50,6 +52,10 @@ class Relay:
 
     def user_channel(self, user: str) -> str:
         return f"{self._prefix}user:{user}"
+
+    def history_key(self, room: str) -> str:
+        """Prefix of a room's history keys; the hash tag keeps them in one cluster slot."""
+        return f"{self._prefix}{{room:{room}}}"
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -105,6 +111,21 @@ class Relay:
         return await self.backplane.publish(self.user_channel(user),
                                             encode_envelope(self.instance_id, frame_text))
 
+    async def append_room(self, room: str, frame_text: str, retention: Retention,
+                          sender: str) -> tuple[int, str]:
+        """Store and publish a room post; its ``(offset, epoch)``. Every instance with
+        members in the room, this one included, delivers it from the bus, in offset
+        order; the envelope's origin names the sending connection (``instance/conn``)
+        so that this instance does not echo the post to its sender."""
+        return await self.backplane.append(self.history_key(room), self.room_channel(room),
+                                           f"{self.instance_id}/{sender}", frame_text,
+                                           retention)
+
+    async def read_room(self, room: str, retention: Retention, *, after: Optional[int] = None,
+                        last: Optional[int] = None) -> Page:
+        return await self.backplane.read(self.history_key(room), retention, after=after,
+                                         last=last)
+
     @property
     def healthy(self) -> bool:
         return self.backplane.healthy
@@ -117,12 +138,14 @@ class Relay:
         except (ValueError, RecursionError) as exc:
             log.warning("dropped a malformed envelope on %s: %s", channel, str(exc)[:200])
             return
-        if origin == self.instance_id:
-            return  # delivered locally when it was posted
+        instance, _, sender = origin.partition("/")
+        mine = instance == self.instance_id
+        if mine and "offset" not in frame:
+            return  # delivered locally when it was posted (posts with an offset are not)
         if not channel.startswith(self._prefix):
             return
         kind, _, key = channel[len(self._prefix):].partition(":")
         if kind in ("room", "user"):
-            self._route(kind, key, frame)
+            self._route(kind, key, frame, sender if mine else None)
 
 

@@ -36,7 +36,9 @@ from .exceptions import AuthError, BackplaneUnavailable, ProtocolError
 from .hub import Hub
 from .logs import client_faults
 from .protocol import CloseCode
+from .history import Retention, with_offset
 from .ratelimit import TokenBucket, Verdict
+from .recovery import RoomLog
 from .relay import Relay
 from .settings import Settings
 
@@ -75,6 +77,10 @@ class ChatServer:
         bp = backplane if isinstance(backplane, Backplane) else from_url(backplane)
         self.relay: Optional[Relay] = (
             None if bp is None else Relay(bp, self.instance_id, settings.namespace, self._route))
+        #: offsets, history and recovery; None when history is off (``history_size`` 0)
+        self.log: Optional[RoomLog] = (
+            RoomLog(Retention(settings.history_size, settings.history_ttl), self.relay)
+            if settings.history_size else None)
         self._connections: set[Connection] = set()
         self._ids = itertools.count(1)
         self._started = False
@@ -257,6 +263,8 @@ class ChatServer:
                 self._leave(conn, request)
             case protocol.Direct():
                 await self._direct(conn, request)
+            case protocol.History():
+                await self._history(conn, request)
             case protocol.Ping():
                 conn.deliver(protocol.reply("pong", request.ref))
 
@@ -287,12 +295,27 @@ class ChatServer:
         mid, now = self._next_id(), time.time()
         text = protocol.encode({"type": "message", "roomId": req.room, "userId": conn.user,
                                 "content": req.content, "timestamp": now, "id": mid})
+        extra: dict[str, Any] = {}
+        if self.log is not None:
+            try:
+                offset, _ = await self.log.append(req.room, text, conn)
+            except BackplaneUnavailable as exc:
+                extra["partial"] = _partial(exc)  # delivered here, without an offset
+            else:
+                extra["offset"] = offset
+                targets = self.hub.room_targets(req.room, exclude=conn)
+                if self.relay is None:  # standalone: deliver now (no await since append)
+                    self._fan_out(req.room, targets, Outgoing(with_offset(text, offset)), offset)
+                # else: every instance, this one too, delivers it from the bus in offset order
+                conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room,
+                                            timestamp=now, **extra))
+                await self._hold_sender(conn, targets)
+                return
         frame = Outgoing(text)  # encoded once, for every receiver
         targets = self.hub.room_targets(req.room, exclude=conn)
         for target in targets:
             target.deliver(frame)
-        extra: dict[str, Any] = {}
-        if self.relay is not None:
+        if self.relay is not None and self.log is None:
             try:
                 await self.relay.publish_room(req.room, text)
             except BackplaneUnavailable as exc:
@@ -300,6 +323,18 @@ class ChatServer:
         conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room, timestamp=now,
                                     **extra))
         await self._hold_sender(conn, targets)
+
+    def _fan_out(self, room: str, targets: list[Connection], frame: Outgoing,
+                 offset: Optional[int]) -> None:
+        """Deliver a room frame; a target rejoining the room gets it after its history."""
+        log = self.log
+        if offset is None or log is None or not log.buffers:
+            for target in targets:
+                target.deliver(frame)
+            return
+        for target in targets:
+            if not log.intercept(target, room, offset, frame):
+                target.deliver(frame)
 
     async def _hold_sender(self, sender: Connection, targets: list[Connection]) -> None:
         """Back-pressure: read nothing more from ``sender`` while its post's receivers
@@ -388,11 +423,46 @@ class ChatServer:
             return
         if self.hub.join(conn, req.room) and self.relay is not None:
             self.relay.room_opened(req.room)
-        if self.relay is not None:
-            # also when the room already existed: its subscription may still be
-            # waiting for confirmation from an earlier joiner's settle
-            await self.relay.settle()
-        conn.deliver(protocol.reply("joined", req.ref, roomId=req.room))
+        if self.log is None:
+            if self.relay is not None:
+                # also when the room already existed: its subscription may still be
+                # waiting for confirmation from an earlier joiner's settle
+                await self.relay.settle()
+            conn.deliver(protocol.reply("joined", req.ref, roomId=req.room))
+            return
+        rejoin = await self.log.join(conn, req.room, req.since)  # settles, then reads
+        fields = rejoin.fields
+        if rejoin.error is not None:
+            fields = {"partial": {"code": "history_unavailable",
+                                  "message": f"joined without history: {_bus_down(rejoin.error)}"}}
+            if req.since is not None:
+                fields["recovered"] = False
+        # no await from here on: joined, what was missed, then what came meanwhile
+        conn.deliver(protocol.reply("joined", req.ref, roomId=req.room, **fields))
+        for frame in rejoin.replay:
+            conn.deliver(frame)
+        for frame in rejoin.live:
+            conn.deliver(frame)
+
+    async def _history(self, conn: Connection, req: protocol.History) -> None:
+        if self.log is None:
+            conn.deliver(protocol.error_frame(
+                "history_unavailable", "history is off on this server (history_size 0)",
+                req.ref))
+            return
+        if not self.hub.is_member(conn, req.room):
+            conn.deliver(protocol.error_frame(
+                "not_joined", f"join room {req.room!r} to read its history", req.ref))
+            return
+        try:
+            page = await self.log.read(req.room, last=req.limit or self.log.retention.size)
+        except BackplaneUnavailable as exc:
+            conn.deliver(protocol.error_frame("history_unavailable", _bus_down(exc), req.ref))
+            return
+        messages = ",".join(with_offset(e.text, e.offset) for e in page.entries)
+        head = protocol.reply("history", req.ref, roomId=req.room, offset=page.top,
+                              epoch=page.epoch)
+        conn.deliver(f'{head[:-1]},"messages":[{messages}]}}')
 
     def _leave(self, conn: Connection, req: protocol.Leave) -> None:
         if not self.hub.is_member(conn, req.room):
@@ -406,12 +476,17 @@ class ChatServer:
 
     # -- from other instances -----------------------------------------------
 
-    def _route(self, kind: str, key: str, frame: dict[str, Any]) -> None:
-        targets = self.hub.room_targets(key) if kind == "room" else self.hub.user_targets(key)
+    def _route(self, kind: str, key: str, frame: dict[str, Any], sender: Optional[str]) -> None:
+        if kind == "user":
+            targets = self.hub.user_targets(key)
+        else:
+            targets = self.hub.room_targets(key)
+            if sender is not None:  # our own post, back from the bus: not to its sender
+                targets = [t for t in targets if t.id != sender]
         if targets:
-            outgoing = Outgoing(protocol.encode(frame))
-            for target in targets:
-                target.deliver(outgoing)
+            offset = frame.get("offset")
+            self._fan_out(key, targets, Outgoing(protocol.encode(frame)),
+                          offset if type(offset) is int else None)
 
     # -- helpers -------------------------------------------------------------
 

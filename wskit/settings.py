@@ -34,6 +34,13 @@ class Settings:
     rate_limit: Optional[float] = None
     #: the bucket's size (frames sent at once); None: twice ``rate_limit``
     rate_burst: Optional[int] = None
+    #: messages of history kept per room (offsets, recovery, ``history`` requests);
+    #: 0 turns history off (no offsets)
+    history_size: int = 100
+    #: a room's history expires this long after its last post or read (seconds)
+    history_ttl: float = 3600.0
+    #: on stop (SIGTERM), how long connections get to take their 1012 close
+    drain_timeout: float = 5.0
     #: how long a closing handshake may take before the TCP connection is dropped
     close_timeout: float = 2.0
     #: app-level ``{"type": "ping"}`` period; None turns the app-level heartbeat off
@@ -73,6 +80,10 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive (use None to turn it off)")
+        if self.history_size < 0:
+            raise ValueError("history_size must be 0 (off) or more")
+        if self.history_ttl <= 0 or self.drain_timeout <= 0:
+            raise ValueError("history_ttl and drain_timeout must be positive")
         if self.rate_burst is not None and self.rate_burst < 1:
             raise ValueError("rate_burst must be at least 1")
         if isinstance(self.origins, str):

@@ -24,6 +24,7 @@ from typing import Any, Optional, Union
 
 from .backplane import MemoryBackplane
 from .exceptions import BackplaneUnavailable
+from .history import Page, Retention
 from .server import ChatServer
 
 __all__ = ["MemoryTransport", "Peer", "Gate", "GatedBackplane"]
@@ -250,6 +251,22 @@ class GatedBackplane(MemoryBackplane):
             raise BackplaneUnavailable("gated backplane dropped")
         self.published.append((channel, data))
         return await super().publish(channel, data)
+
+    async def append(self, key: str, channel: str, origin: str, frame_text: str,
+                     retention: Retention) -> tuple[int, str]:
+        gate = self._gates.get("publish")
+        if gate is not None:
+            await gate.passage()
+        if not self.up:
+            raise BackplaneUnavailable("gated backplane dropped")
+        self.published.append((channel, frame_text))
+        return await super().append(key, channel, origin, frame_text, retention)
+
+    async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
+                   last: Optional[int] = None) -> Page:
+        if not self.up:
+            raise BackplaneUnavailable("gated backplane dropped")
+        return await super().read(key, retention, after=after, last=last)
 
     async def _apply(self, wanted: set[str]) -> None:
         gate = self._gates.get("apply")

@@ -15,9 +15,17 @@ confirmed it, so a client that got ``joined`` receives every later post.
 Envelope (one JSON object a message, documented in docs/protocol.md)::
 
     {"origin": "<instance id>", "frame": {...the server frame...}}
+    {"origin": "<instance id>", "offset": 17, "epoch": "9f2c01ab", "frame": {...}}
 
 ``origin`` lets each instance drop its own publications: it has delivered them
-locally already, so nothing is delivered twice.
+locally already, so nothing is delivered twice. A room post with history on
+carries its ``offset``; such envelopes are delivered by *every* subscribed
+instance, the publisher's included, in the order the backend published them,
+which is offset order (see :meth:`Backplane.append`).
+
+History (:meth:`Backplane.append`, :meth:`Backplane.read`) lives in the
+backplane because it must be shared by every instance, and because assigning an
+offset, storing and publishing must be one atomic step on the shared store.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import json
 import logging
 from typing import Any, Callable, Optional
 
+from ..history import Page, Retention
+
 log = logging.getLogger("wskit.backplane")
 
 MessageHandler = Callable[[str, str], None]
@@ -35,13 +45,20 @@ MessageHandler = Callable[[str, str], None]
 __all__ = ["Backplane", "MessageHandler", "encode_envelope", "decode_envelope"]
 
 
-def encode_envelope(origin: str, frame_text: str) -> str:
+def encode_envelope(origin: str, frame_text: str, offset: Optional[int] = None,
+                    epoch: Optional[str] = None) -> str:
     """Wrap an already-encoded frame; string concatenation avoids encoding it twice."""
-    return '{"origin":' + json.dumps(origin) + ',"frame":' + frame_text + "}"
+    head = '{"origin":' + json.dumps(origin)
+    if offset is not None:
+        head += f',"offset":{offset},"epoch":' + json.dumps(epoch)
+    return head + ',"frame":' + frame_text + "}"
 
 
 def decode_envelope(data: str | bytes) -> tuple[str, dict[str, Any]]:
-    """``(origin, frame)`` from an envelope, or ValueError naming what is wrong."""
+    """``(origin, frame)`` from an envelope, or ValueError naming what is wrong.
+
+    An envelope's ``offset`` is put into the frame, which is how clients see it.
+    """
     obj = json.loads(data)
     if not isinstance(obj, dict):
         raise ValueError("envelope must be a JSON object")
@@ -50,6 +67,11 @@ def decode_envelope(data: str | bytes) -> tuple[str, dict[str, Any]]:
         raise ValueError("envelope needs a string 'origin'")
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise ValueError("envelope needs a 'frame' object with a string 'type'")
+    offset = obj.get("offset")
+    if offset is not None:
+        if type(offset) is not int:
+            raise ValueError("envelope 'offset' must be an integer")
+        frame["offset"] = offset
     return origin, frame
 
 
@@ -89,6 +111,21 @@ class Backplane(abc.ABC):
     @abc.abstractmethod
     async def publish(self, channel: str, data: str) -> int:
         """Publish; return how many *instances* heard it. Raise BackplaneUnavailable."""
+
+    @abc.abstractmethod
+    async def append(self, key: str, channel: str, origin: str, frame_text: str,
+                     retention: Retention) -> tuple[int, str]:
+        """Atomically: give ``frame_text`` the next offset of history ``key``, store it
+        (trimmed to ``retention``) and publish its envelope on ``channel``.
+
+        Returns ``(offset, epoch)``. Raises BackplaneUnavailable.
+        """
+
+    @abc.abstractmethod
+    async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
+                   last: Optional[int] = None) -> Page:
+        """History ``key``: entries after offset ``after``, or the ``last`` K, or just
+        its position. Raises BackplaneUnavailable."""
 
     def want(self, channel: str) -> None:
         """Record that ``channel`` is wanted; :meth:`sync` applies it."""

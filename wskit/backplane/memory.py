@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from typing import Optional
 
-from .base import Backplane
+from ..history import MemoryStreams, Page, Retention
+from .base import Backplane, encode_envelope
 
 __all__ = ["MemoryBackplane"]
 
 _lock = threading.Lock()
 #: bus name -> channel -> subscribed backplanes
 _buses: dict[str, dict[str, set[MemoryBackplane]]] = {}
+#: bus name -> the histories of its rooms
+_streams: dict[str, MemoryStreams] = {}
 
 
 class MemoryBackplane(Backplane):
@@ -35,9 +40,30 @@ class MemoryBackplane(Backplane):
         await self._apply(set())
         self._loop = None
 
+    @property
+    def streams(self) -> MemoryStreams:
+        with _lock:
+            return _streams.setdefault(self.name, MemoryStreams())
+
+    async def append(self, key: str, channel: str, origin: str, frame_text: str,
+                     retention: Retention) -> tuple[int, str]:
+        streams = self.streams
+        with _lock:  # offset and publication in one step: published in offset order
+            offset, epoch = streams.append(key, frame_text, retention, time.monotonic())
+            self._publish_locked(channel, encode_envelope(origin, frame_text, offset, epoch))
+        return offset, epoch
+
+    async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
+                   last: Optional[int] = None) -> Page:
+        return self.streams.read(key, retention, time.monotonic(), after=after, last=last)
+
     async def publish(self, channel: str, data: str) -> int:
         with _lock:
-            targets = list(_buses.get(self.name, {}).get(channel, ()))
+            return self._publish_locked(channel, data)
+
+    def _publish_locked(self, channel: str, data: str) -> int:
+        """Publish; the caller holds ``_lock``."""
+        targets = list(_buses.get(self.name, {}).get(channel, ()))
         for bp in targets:
             loop = bp._loop
             if loop is None:

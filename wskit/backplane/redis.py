@@ -17,11 +17,12 @@ sender. Nothing is buffered: the gap is visible, not hidden.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -30,6 +31,7 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.asyncio.retry import Retry
 
 from ..exceptions import BackplaneUnavailable, ConfigError
+from ..history import Entry, Page, Retention, new_epoch
 from .base import Backplane
 
 log = logging.getLogger("wskit.backplane")
@@ -41,6 +43,46 @@ _fake_servers: dict[str, Any] = {}
 
 #: how long ``subscribe`` waits for Redis to confirm before carrying on
 CONFIRM_TIMEOUT = 5.0
+
+# History: KEY:meta is a hash (s: top offset, e: epoch), KEY:stream a stream whose
+# entry ids are "OFFSET-0", so XRANGE by offset needs no index. Offset, storage
+# and publication happen in one script: they can never disagree, and Redis
+# publishes in offset order. (A cluster needs KEY and the channel in one hash
+# slot: KEY carries a hash tag.)
+_APPEND = """
+local meta, stream = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', meta, 'e')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('HSET', meta, 'e', epoch)
+end
+local offset = redis.call('HINCRBY', meta, 's', 1)
+redis.call('XADD', stream, 'MAXLEN', ARGV[3], offset .. '-0', 'd', ARGV[2])
+redis.call('EXPIRE', meta, ARGV[4])
+redis.call('EXPIRE', stream, ARGV[4])
+redis.call('PUBLISH', ARGV[1], '{"origin":' .. ARGV[6] .. ',"offset":' .. offset ..
+  ',"epoch":"' .. epoch .. '","frame":' .. ARGV[2] .. '}')
+return {offset, epoch}
+"""
+
+_READ = """
+local meta, stream = KEYS[1], KEYS[2]
+redis.call('HSETNX', meta, 'e', ARGV[1])
+redis.call('EXPIRE', meta, ARGV[2])
+local epoch = redis.call('HGET', meta, 'e')
+local top = tonumber(redis.call('HGET', meta, 's') or '0')
+local mode, n = ARGV[3], tonumber(ARGV[4])
+local entries = {}
+if mode == 'after' then
+  entries = redis.call('XRANGE', stream, (n + 1) .. '-0', '+')
+elseif mode == 'last' and n > 0 then
+  entries = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', n)
+end
+local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+local oldest = top + 1
+if #first > 0 then oldest = tonumber(string.match(first[1][1], '^(%d+)')) end
+return {top, epoch, oldest, entries}
+"""
 
 
 def shared_fake_server(name: str = "") -> Any:
@@ -126,6 +168,7 @@ class RedisBackplane(Backplane):
         self._pubsub: aioredis.client.PubSub | None = None
         self._subscribed: set[str] = set()
         self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._scripts: dict[str, Any] = {}
         self._listener: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
         #: Redis confirmed the listener's connection: subscription changes may go out
@@ -201,6 +244,42 @@ class RedisBackplane(Backplane):
             return await self.client.publish(channel, data)
         except (RedisError, OSError) as exc:
             raise BackplaneUnavailable(f"publish to Redis at {self.url} failed: {exc}") from exc
+
+    async def append(self, key: str, channel: str, origin: str, frame_text: str,
+                     retention: Retention) -> tuple[int, str]:
+        args = [channel, frame_text, retention.size, max(1, int(retention.ttl)), new_epoch(),
+                json.dumps(origin)]
+        try:
+            offset, epoch = await self._script("append")(
+                keys=[f"{key}:meta", f"{key}:stream"], args=args)
+        except (RedisError, OSError) as exc:
+            raise BackplaneUnavailable(f"append to Redis at {self.url} failed: {exc}") from exc
+        return int(offset), str(epoch)
+
+    async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
+                   last: Optional[int] = None) -> Page:
+        mode, n = ("after", after) if after is not None else (
+            ("last", last) if last is not None else ("none", 0))
+        args = [new_epoch(), max(1, int(retention.ttl)), mode, n]
+        try:
+            top, epoch, oldest, raw = await self._script("read")(
+                keys=[f"{key}:meta", f"{key}:stream"], args=args)
+        except (RedisError, OSError) as exc:
+            raise BackplaneUnavailable(f"history read from Redis at {self.url} failed: "
+                                       f"{exc}") from exc
+        entries = [Entry(int(entry_id.split("-", 1)[0]), fields[1])
+                   for entry_id, fields in raw]
+        if mode == "last":
+            entries.reverse()  # XREVRANGE: newest first
+        return Page(str(epoch), int(top), entries, int(oldest))
+
+    def _script(self, name: str) -> Any:
+        """The registered script (EVALSHA, falling back to EVAL after a Redis restart)."""
+        script = self._scripts.get(name)
+        if script is None:
+            source = _APPEND if name == "append" else _READ
+            script = self._scripts[name] = self.client.register_script(source)
+        return script
 
     async def _apply(self, wanted: set[str]) -> None:
         pubsub = self._pubsub

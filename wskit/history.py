@@ -1,0 +1,126 @@
+"""Room history: offsets, epochs, retention, and the rule for "recovered".
+
+Plain code, no I/O. Every room post gets an **offset**: an integer per room that
+starts at 1 and grows by exactly 1 per post, the same on every instance (it is
+assigned where the message is stored: one Lua script on Redis, one locked call
+here for ``memory://`` and standalone servers). A room's history has an
+**epoch**: a string naming this history's lifetime. When the history is lost (a
+Redis restarted without persistence, a room idle past its TTL) the next post
+starts a new epoch at offset 1, so a client holding an old ``(offset, epoch)``
+can tell that it cannot be given what it missed.
+
+The model follows Centrifugo's history and recovery (a stream per channel with a
+top offset and an epoch); the names are wskit's.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+__all__ = ["Retention", "Entry", "Page", "MemoryStreams", "with_offset", "new_epoch",
+           "is_recovered"]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of a room's history is kept: ``size`` messages, ``ttl`` s after the last post."""
+
+    size: int = 100
+    ttl: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    offset: int
+    #: the frame's text *without* its offset (see :func:`with_offset`)
+    text: str
+
+
+@dataclass
+class Page:
+    """What a history read found: the room's position and some retained entries."""
+
+    epoch: str
+    top: int
+    entries: list[Entry] = field(default_factory=list)
+    #: the oldest offset still retained (``top + 1`` when nothing is)
+    oldest: int = 1
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+def with_offset(text: str, offset: int) -> str:
+    """Add ``"offset": N`` to an encoded frame (a compact JSON object) without re-encoding."""
+    return f'{text[:-1]},"offset":{offset}}}'
+
+
+def is_recovered(page: Page, since_offset: int, since_epoch: str) -> bool:
+    """True when ``page`` (read after ``since_offset``) holds *everything* after it."""
+    if since_epoch != page.epoch or since_offset > page.top:
+        return False
+    return since_offset == page.top or page.oldest <= since_offset + 1
+
+
+class _Room:
+    __slots__ = ("epoch", "top", "entries", "touched")
+
+    def __init__(self, epoch: str, size: int, now: float) -> None:
+        self.epoch = epoch
+        self.top = 0
+        self.entries: deque[Entry] = deque(maxlen=size)
+        self.touched = now
+
+
+class MemoryStreams:
+    """Every room's history in this process (``memory://`` and standalone servers).
+
+    Thread-safe: ``memory://`` buses are shared across threads' event loops.
+    ``now`` is passed in (monotonic seconds), so expiry is tested without sleeping.
+    """
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, _Room] = {}
+        self._lock = threading.Lock()
+
+    def _room(self, key: str, retention: Retention, now: float) -> _Room:
+        room = self._rooms.get(key)
+        if room is None or now - room.touched > retention.ttl:
+            room = self._rooms[key] = _Room(new_epoch(), retention.size, now)
+        elif room.entries.maxlen != retention.size:
+            room.entries = deque(room.entries, maxlen=retention.size)
+        room.touched = now
+        return room
+
+    def append(self, key: str, text: str, retention: Retention, now: float) -> tuple[int, str]:
+        """Store one frame; its ``(offset, epoch)``."""
+        with self._lock:
+            room = self._room(key, retention, now)
+            room.top += 1
+            room.entries.append(Entry(room.top, text))
+            return room.top, room.epoch
+
+    def read(self, key: str, retention: Retention, now: float, *,
+             after: Optional[int] = None, last: Optional[int] = None) -> Page:
+        """Entries with offset > ``after``, or the ``last`` K, or none (position only)."""
+        with self._lock:
+            room = self._room(key, retention, now)
+            entries = list(room.entries)
+            oldest = entries[0].offset if entries else room.top + 1
+            if after is not None:
+                entries = [e for e in entries if e.offset > after]
+            elif last is not None:
+                entries = entries[-last:] if last > 0 else []
+            else:
+                entries = []
+            return Page(room.epoch, room.top, entries, oldest)
+
+    def forget(self) -> None:
+        """Lose every history (a Redis restarted without persistence, in lessons)."""
+        with self._lock:
+            self._rooms.clear()
