@@ -213,8 +213,9 @@ class GatedBackplane(MemoryBackplane):
     # -- control -------------------------------------------------------------
 
     def hold(self, op: str) -> Gate:
-        """Hold every later ``op`` call ("apply" or "publish") until the gate is released."""
-        if op not in ("apply", "publish"):
+        """Hold every later ``op`` call ("apply", "publish" (and append) or "read")
+        until the gate is released."""
+        if op not in ("apply", "publish", "read"):
             raise ValueError(f"unknown operation {op!r}")
         gate = self._gates.get(op)
         if gate is None:  # one gate per operation: a second hold is the same gate
@@ -264,6 +265,9 @@ class GatedBackplane(MemoryBackplane):
 
     async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
                    last: Optional[int] = None) -> Page:
+        gate = self._gates.get("read")
+        if gate is not None:
+            await gate.passage()
         if not self.up:
             raise BackplaneUnavailable("gated backplane dropped")
         return await super().read(key, retention, after=after, last=last)
