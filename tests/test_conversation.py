@@ -80,9 +80,9 @@ async def test_client_iterates_frames_until_closed(start, clients, framework) ->
     await b.join("r")
     for i in range(3):
         await a.send("r", str(i))
-    await srv.stop()  # closes b with 1001 after flushing what it had queued
+    await srv.stop()  # closes b with 1012 (drain) after flushing what it had queued
     got = [frame["content"] async for frame in b if frame["type"] == "message"]
-    assert got == ["0", "1", "2"] and b.close_code == 1001
+    assert got == ["0", "1", "2"] and b.close_code == 1012
 
 
 async def test_unknown_room_when_rooms_are_fixed(start, clients, framework) -> None:

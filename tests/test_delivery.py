@@ -156,7 +156,7 @@ async def test_broadcast_is_encoded_once_for_all_receivers() -> None:
     assert all(f is frames[0] for f in frames)  # one str object shared, not re-encoded
     await server.stop()
     await asyncio.gather(*tasks)
-    assert all(t.closed_with == (CloseCode.GOING_AWAY, "server stopping") for t in ts)
+    assert all(t.closed_with == (CloseCode.SERVICE_RESTART, "server restarting: reconnect to resume") for t in ts)
 
 
 def server_token(server: ChatServer, user: str) -> str:

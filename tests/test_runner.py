@@ -29,7 +29,7 @@ async def test_rerunning_serve_with_same_name_replaces_the_server(clients, frame
         second = await wskit.serve(framework, port=port, name="cell-3", backplane="none")
         try:
             assert second.port == port and first.stopped and not second.stopped
-            assert await client.wait_closed() == CloseCode.GOING_AWAY
+            assert await client.wait_closed() == CloseCode.SERVICE_RESTART
             assert wskit.running()["cell-3"] is second
             again = await clients(second, user="a")
             assert again.welcome["userId"] == "a"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import logging
 import sys
 from typing import Any, Optional, Sequence
@@ -143,6 +144,13 @@ async def _serve(args: argparse.Namespace) -> None:
     handle = await serve(args.framework, host=args.host, port=args.port, name="cli",
                          **_settings(args, instance_name=args.framework))
     print(handle.url, flush=True)
+    stopping: set[asyncio.Task[None]] = set()
+
+    def on_sigterm() -> None:  # a deploy's stop: drain (1012), so clients reconnect elsewhere
+        stopping.add(asyncio.get_running_loop().create_task(handle.stop()))
+
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
     await handle.serve_forever()
 
 

@@ -85,7 +85,10 @@ class RunningServer:
         self.host: str = sockname[0]
         self.port: int = sockname[1]
         self._stopper: Optional[Any] = None
+        #: stops accepting connections, leaving open ones alone (before the drain)
+        self._unlisten: Optional[Any] = None
         self._stopped = asyncio.Event()
+        self._finished = asyncio.Event()
 
     @property
     def base_url(self) -> str:
@@ -115,12 +118,22 @@ class RunningServer:
         return self._stopped.is_set()
 
     async def stop(self) -> None:
-        """Close every connection with 1001, stop listening, disconnect the backplane."""
+        """Drain: stop accepting, close every connection with 1012 (clients reconnect
+        elsewhere and recover), then stop the server and disconnect the backplane."""
         if self._stopped.is_set():
+            await self._finished.wait()  # a stop under way (SIGTERM): wait for its drain
             return
         self._stopped.set()
+        try:
+            await self._drain_and_stop()
+        finally:
+            self._finished.set()
+
+    async def _drain_and_stop(self) -> None:
         if _registry.get(self.name) is self:
             del _registry[self.name]
+        if self._unlisten is not None:
+            await self._unlisten()
         if self.server is not None:
             await self.server.stop()
         if self._stopper is not None:
@@ -179,12 +192,12 @@ async def serve(
         if framework == "aiohttp":
             from .adapters.aiohttp import create_app
 
-            handle._stopper = await _start_aiohttp(create_app(server, manage=False), sock,
-                                                   s.close_timeout)
+            handle._stopper, handle._unlisten = await _start_aiohttp(
+                create_app(server, manage=False), sock, s.close_timeout)
         else:
             from .adapters.fastapi import create_app as create_asgi
 
-            handle._stopper = await _start_uvicorn(
+            handle._stopper, handle._unlisten = await _start_uvicorn(
                 create_asgi(server, manage=False), sock, s.close_timeout,
                 ws_max_size=s.max_message_size, ws_ping_interval=s.protocol_ping_interval,
                 ws_ping_timeout=s.protocol_ping_timeout)
@@ -214,9 +227,10 @@ async def serve_app(app: Any, *, name: str, host: str = "127.0.0.1", port: int =
     handle = RunningServer(name, framework, None, sock)
     try:
         if framework == "aiohttp":
-            handle._stopper = await _start_aiohttp(app, sock, 2.0)
+            handle._stopper, handle._unlisten = await _start_aiohttp(app, sock, 2.0)
         else:
-            handle._stopper = await _start_uvicorn(app, sock, 2.0, **uvicorn_options)
+            handle._stopper, handle._unlisten = await _start_uvicorn(app, sock, 2.0,
+                                                                     **uvicorn_options)
     except BaseException:
         sock.close()
         raise
@@ -246,7 +260,8 @@ async def _start_aiohttp(app: Any, sock: socket.socket, close_timeout: float) ->
     except BaseException:
         await runner.cleanup()
         raise
-    return runner.cleanup
+
+    return runner.cleanup, site.stop  # site.stop(): no new connections, open ones stay
 
 
 def _uvicorn_server_class() -> type:
@@ -310,7 +325,11 @@ async def _start_uvicorn(app: Any, sock: socket.socket, close_timeout: float,
         userver.should_exit = True
         await task
 
-    return stop
+    async def unlisten() -> None:
+        for server in userver.servers:  # asyncio.Server: close() stops accepting only
+            server.close()
+
+    return stop, unlisten
 
 
 def running() -> dict[str, RunningServer]:

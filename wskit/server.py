@@ -104,9 +104,19 @@ class ChatServer:
             await self.relay.start()
         self._started = True
 
-    async def stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "server stopping") -> None:
-        """Close every connection (pending frames are flushed first), then the backplane."""
-        await asyncio.gather(*(c.close(code, reason, flush=True) for c in list(self._connections)))
+    async def stop(self, code: int = CloseCode.SERVICE_RESTART,
+                   reason: str = "server restarting: reconnect to resume") -> None:
+        """Drain: close every connection with 1012 (pending frames flushed first), so
+        clients reconnect, elsewhere if need be, and recover what they miss; then
+        the backplane. Closing takes at most ``drain_timeout`` s in all."""
+        closing = [asyncio.ensure_future(c.close(code, reason, flush=True))
+                   for c in list(self._connections)]
+        if closing:
+            _, slow = await asyncio.wait(closing, timeout=self.settings.drain_timeout)
+            for fut in slow:  # past the drain: drop what is left
+                fut.cancel()
+            if slow:
+                await asyncio.wait(slow)
         if self.relay is not None:
             await self.relay.stop()
         self._started = False
