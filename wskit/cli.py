@@ -43,6 +43,14 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="RFC 6455 ping frames every S seconds (default off)")
     p.add_argument("--protocol-ping-timeout", type=_positive, default=None, metavar="S")
     p.add_argument("--max-message-size", type=int, default=64 * 1024, metavar="BYTES")
+    p.add_argument("--history-size", type=int, default=100, metavar="N",
+                   help="messages kept per room for recovery and history (0: off)")
+    p.add_argument("--history-ttl", type=float, default=3600.0, metavar="SECONDS",
+                   help="a room's history expires this long after its last use")
+    p.add_argument("--drain-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="on stop or SIGTERM, time given to close every connection with 1012")
+    p.add_argument("--namespace", default="wskit",
+                   help="prefix of every Redis key and channel (several apps on one Redis)")
     p.add_argument("--rate-limit", type=float, default=None, metavar="FRAMES_PER_S",
                    help="per-connection token bucket; over it: rate_limited errors, then 4029")
     p.add_argument("--rate-burst", type=int, default=None, metavar="FRAMES",
@@ -62,6 +70,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         protocol_ping_timeout=args.protocol_ping_timeout,
         max_message_size=args.max_message_size,
         rate_limit=args.rate_limit, rate_burst=args.rate_burst,
+        history_size=args.history_size, history_ttl=args.history_ttl,
+        drain_timeout=args.drain_timeout, namespace=args.namespace,
         origins=tuple(args.origin) if args.origin else None,
         dev_tokens=args.dev_tokens, **extra,
     )

@@ -22,11 +22,12 @@ altogether, so TCP back-pressure builds up as with a frozen browser tab.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import logging
 import threading
-from typing import Any, AsyncIterator, Awaitable, Optional, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Union
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -34,6 +35,7 @@ import aiohttp
 from .auth import issue_token
 from .exceptions import ConnectionClosed, ServerError
 from .protocol import encode
+from .reconnect import Backoff, should_reconnect
 
 __all__ = ["Client", "connect", "SyncClient"]
 
@@ -42,6 +44,14 @@ log = logging.getLogger("wskit.client")
 _PONG = encode({"type": "pong"})
 _IGNORED = (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG)
 _CLOSED = object()
+
+#: a callable giving a fresh token for each (re)connection, sync or async
+TokenSource = Callable[[], Union[str, Awaitable[str]]]
+
+
+async def _call(source: TokenSource) -> str:
+    token = source()
+    return await token if inspect.isawaitable(token) else token
 
 
 def _resolve(target: Any, token: Optional[str], user: Optional[str], secret: Optional[str]) -> str:
@@ -75,12 +85,35 @@ def _decode(text: str) -> Optional[dict[str, Any]]:
 class Client:
     """One WebSocket connection to a wskit server."""
 
-    def __init__(self, target: Any, *, user: Optional[str] = None, token: Optional[str] = None,
+    def __init__(self, target: Any, *, user: Optional[str] = None,
+                 token: Union[str, TokenSource, None] = None,
                  secret: Optional[str] = None, answer_pings: bool = True,
                  headers: Optional[dict[str, str]] = None, timeout: float = 5.0,
                  max_msg_size: int = 4 * 1024 * 1024, protocol_pongs: bool = True,
-                 welcome: bool = True) -> None:
-        self.url = _resolve(target, token, user, secret)
+                 welcome: bool = True, reconnect: bool = False,
+                 backoff: Optional[Backoff] = None,
+                 max_attempts: Optional[int] = None) -> None:
+        #: several targets (URLs or handles): reconnects cycle through them
+        self._targets = list(target) if isinstance(target, (list, tuple)) else [target]
+        self._target_index = 0
+        self._user, self._secret = user, secret
+        self._token_source = token if callable(token) else None
+        self._token = None if callable(token) else token
+        self.url = _resolve(self._targets[0], self._token, user, secret)
+        #: reconnect after an unexpected close (see wskit.reconnect), rejoining rooms
+        #: with ``since`` so that missed messages are delivered, in order, once
+        self.reconnect = reconnect
+        self._backoff = backoff or Backoff()
+        self._max_attempts = max_attempts
+        #: rooms joined: roomId -> {"offset": last offset seen, "epoch": its epoch}
+        self.rooms: dict[str, dict[str, Any]] = {}
+        #: successful reconnections so far
+        self.reconnects = 0
+        #: rooms whose rejoin said ``recovered: false`` (messages were lost), in order
+        self.lost: list[str] = []
+        self._app_closed = False
+        self._rejoin: Optional[asyncio.Task[None]] = None
+        self._connected = asyncio.Event()
         self.answer_pings = answer_pings
         self.timeout = timeout
         self.welcome: dict[str, Any] = {}
@@ -117,10 +150,11 @@ class Client:
         """
         self._session = aiohttp.ClientSession()
         try:
-            self._ws = await self._session.ws_connect(
-                self.url, headers=self._headers, max_msg_size=self._max_msg_size,
-                autoping=self._protocol_pongs, timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout))
-            self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+            if self._token_source is not None:
+                self.url = _resolve(self._targets[0], await _call(self._token_source),
+                                    self._user, self._secret)
+            self._ws = await self._open(self.url)
+            self._reader = asyncio.get_running_loop().create_task(self._run())
             if not self.expect_welcome:
                 return self
             first = await self.receive(timeout=self.timeout)
@@ -131,6 +165,12 @@ class Client:
             raise
         self.welcome = first
         return self
+
+    async def _open(self, url: str) -> aiohttp.ClientWebSocketResponse[Any]:
+        assert self._session is not None
+        return await self._session.ws_connect(
+            url, headers=self._headers, max_msg_size=self._max_msg_size,
+            autoping=self._protocol_pongs, timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout))
 
     @property
     def user(self) -> Optional[str]:
@@ -258,8 +298,119 @@ class Client:
     def resume_reading(self) -> None:
         self._reading.set()
 
-    async def _read_loop(self) -> None:
+    async def _run(self) -> None:
+        """Read until the connection ends; with ``reconnect``, come back and rejoin."""
         ws = self._require_ws()
+        try:
+            while True:
+                self._connected.set()
+                await self._read_loop(ws)
+                self._connected.clear()
+                self._fail_pending()
+                if self._app_closed or not self.reconnect or not should_reconnect(
+                        self.close_code, fresh_token=self._can_refresh_token()):
+                    return
+                reconnected = await self._reconnect()
+                if reconnected is None:
+                    return
+                ws = self._ws = reconnected
+                self._rejoin = asyncio.get_running_loop().create_task(self._rejoin_rooms())
+        finally:
+            if self._rejoin is not None and not self._rejoin.done():
+                self._rejoin.cancel()
+                await asyncio.wait({self._rejoin})
+            self._closed.set()
+            self._ping_seen.set()
+            self._fail_pending()
+            self._inbox.put_nowait(_CLOSED)
+
+    def _fail_pending(self) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionClosed(self.close_code, self.close_reason))
+
+    def _can_refresh_token(self) -> bool:
+        if self._token_source is not None:
+            return True
+        return self._token is None and self._user is not None
+
+    async def _reconnect(self) -> Optional[aiohttp.ClientWebSocketResponse[Any]]:
+        """Backoff with full jitter, cycling through the targets; None when giving up."""
+        attempts = 0
+        while self._max_attempts is None or attempts < self._max_attempts:
+            attempts += 1
+            await asyncio.sleep(self._backoff.next())  # the backoff itself, not synchronisation
+            self._target_index = (self._target_index + 1) % len(self._targets)
+            target = self._targets[self._target_index]
+            try:
+                token = (await _call(self._token_source) if self._token_source is not None
+                         else self._token)
+                url = _resolve(target, token, self._user, self._secret)
+                ws = await self._open(url)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                log.info("reconnect attempt %d to %s failed: %r", attempts, target, exc)
+                continue
+            try:
+                first = _decode((await ws.receive(timeout=self.timeout)).data or "")
+            except (asyncio.TimeoutError, TypeError, aiohttp.ClientError):
+                first = None
+            if not first or first.get("type") != "welcome":
+                log.info("reconnect attempt %d to %s refused: %s", attempts, target,
+                         ws.close_code)
+                await ws.close()
+                continue
+            self.url, self.welcome = url, first
+            self.close_code, self.close_reason = None, ""
+            self._backoff.reset()
+            self.reconnects += 1
+            self._inbox.put_nowait({"type": "reconnected", "instance": first.get("instance"),
+                                    "attempts": attempts})
+            return ws
+        return None
+
+    async def _rejoin_rooms(self) -> None:
+        """Rejoin every room with ``since``: the server replays what was missed."""
+        for room, seen in list(self.rooms.items()):
+            frame: dict[str, Any] = {"type": "join", "roomId": room}
+            if seen.get("offset") is not None and seen.get("epoch"):
+                frame["since"] = {"offset": seen["offset"], "epoch": seen["epoch"]}
+            try:
+                await self.request(frame)
+            except (ConnectionClosed, ServerError, asyncio.TimeoutError) as exc:
+                log.info("rejoining %s failed: %r", room, exc)
+                return
+
+    def _track(self, frame: dict[str, Any], kind: Any) -> bool:
+        """Keep ``rooms`` up to date; False for a duplicate message (already seen)."""
+        room = frame.get("roomId")
+        if kind == "message":
+            offset, seen = frame.get("offset"), self.rooms.get(room)  # type: ignore[arg-type]
+            if type(offset) is int and seen is not None:
+                epoch = frame.get("epoch")
+                if epoch is not None and seen["epoch"] is not None and epoch != seen["epoch"]:
+                    # the room's history was lost (Redis restarted, TTL): offsets start
+                    # again; never a silent gap, never a false duplicate
+                    seen["epoch"] = epoch
+                    self.lost.append(room)  # type: ignore[arg-type]
+                    self._inbox.put_nowait({"type": "history_reset", "roomId": room,
+                                            "epoch": epoch})
+                elif seen["offset"] is not None and offset <= seen["offset"]:
+                    return False
+                seen["offset"] = offset
+        elif kind == "joined" and isinstance(room, str):
+            self.rooms[room] = {"offset": frame.get("offset"), "epoch": frame.get("epoch")}
+            if "recovered" in frame:
+                if not frame["recovered"]:
+                    self.lost.append(room)
+                # an event for the application, before the replayed messages it announces
+                self._inbox.put_nowait({"type": "rejoined", "roomId": room,
+                                        "recovered": frame["recovered"],
+                                        "offset": frame.get("offset")})
+        elif kind == "left" and isinstance(room, str):
+            self.rooms.pop(room, None)
+        return True
+
+    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
         try:
             while True:
                 if not self._reading.is_set():
@@ -284,6 +435,8 @@ class Client:
                     if self.answer_pings:
                         await ws.send_str(_PONG)
                     continue
+                if kind in ("message", "joined", "left") and not self._track(frame, kind):
+                    continue  # a duplicate across a reconnect
                 ref = frame.get("ref")
                 future = self._pending.get(ref) if isinstance(ref, str) else None
                 if future is not None and not future.done() and kind != "message":
@@ -294,12 +447,31 @@ class Client:
             self.close_reason = self.close_reason or str(exc)
         finally:
             self.close_code = ws.close_code
-            self._closed.set()
-            self._ping_seen.set()
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(ConnectionClosed(self.close_code, self.close_reason))
-            self._inbox.put_nowait(_CLOSED)
+
+    async def wait_connected(self, timeout: Optional[float] = None) -> None:
+        """Wait until the client is connected (again, after a drop); ConnectionClosed
+        if it closed for good."""
+        async def _wait() -> None:
+            waits = {asyncio.ensure_future(self._connected.wait()),
+                     asyncio.ensure_future(self._closed.wait())}
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for fut in waits:
+                    fut.cancel()
+                await asyncio.wait(waits)
+            if not self._connected.is_set():
+                raise ConnectionClosed(self.close_code, self.close_reason)
+        await asyncio.wait_for(_wait(), timeout or self.timeout)
+
+    def drop(self) -> None:
+        """Drop the TCP connection without a close frame, as a network failure would
+        (with ``reconnect``, the client then reconnects)."""
+        ws = self._ws
+        conn = getattr(ws, "_response", None)
+        transport = getattr(getattr(conn, "connection", None), "transport", None)
+        if transport is not None:
+            transport.abort()
 
     async def wait_closed(self, timeout: Optional[float] = None) -> Optional[int]:
         """Wait until the server closes the connection; return the close code."""
@@ -313,15 +485,13 @@ class Client:
         await self._teardown(code)
 
     async def kill(self) -> None:
-        """Drop the TCP connection without a closing handshake (a crashed peer)."""
-        ws = self._ws
-        conn = getattr(ws, "_response", None)
-        transport = getattr(getattr(conn, "connection", None), "transport", None)
-        if transport is not None:
-            transport.abort()
+        """Drop the TCP connection without a closing handshake (a crashed peer), for good."""
+        self._app_closed = True
+        self.drop()
         await self._teardown()
 
     async def _teardown(self, code: int = 1000) -> None:
+        self._app_closed = True
         self._reading.set()
         if self._ws is not None and not self._ws.closed:
             try:

@@ -55,9 +55,11 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-def with_offset(text: str, offset: int) -> str:
-    """Add ``"offset": N`` to an encoded frame (a compact JSON object) without re-encoding."""
-    return f'{text[:-1]},"offset":{offset}}}'
+def with_offset(text: str, offset: int, epoch: str) -> str:
+    """Add ``"offset"`` and ``"epoch"`` to an encoded frame (a compact JSON object)
+    without re-encoding it. The epoch rides on every message so that a client still
+    connected when the history is lost sees the new epoch, never a silent gap."""
+    return f'{text[:-1]},"offset":{offset},"epoch":"{epoch}"}}'
 
 
 def is_recovered(page: Page, since_offset: int, since_epoch: str) -> bool:

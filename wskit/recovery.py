@@ -97,7 +97,8 @@ class RoomLog:
         if since is not None:
             result.fields["recovered"] = is_recovered(page, since.offset, since.epoch)
             if since.epoch == page.epoch:  # another epoch's offsets mean nothing here
-                result.replay = [Outgoing(with_offset(e.text, e.offset)) for e in page.entries]
+                result.replay = [Outgoing(with_offset(e.text, e.offset, page.epoch))
+                                 for e in page.entries]
         result.live = [frame for offset, frame in held if offset > page.top]
         return result
 

@@ -308,14 +308,15 @@ class ChatServer:
         extra: dict[str, Any] = {}
         if self.log is not None:
             try:
-                offset, _ = await self.log.append(req.room, text, conn)
+                offset, epoch = await self.log.append(req.room, text, conn)
             except BackplaneUnavailable as exc:
                 extra["partial"] = _partial(exc)  # delivered here, without an offset
             else:
                 extra["offset"] = offset
                 targets = self.hub.room_targets(req.room, exclude=conn)
                 if self.relay is None:  # standalone: deliver now (no await since append)
-                    self._fan_out(req.room, targets, Outgoing(with_offset(text, offset)), offset)
+                    self._fan_out(req.room, targets, Outgoing(with_offset(text, offset, epoch)),
+                                  offset)
                 # else: every instance, this one too, delivers it from the bus in offset order
                 conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room,
                                             timestamp=now, **extra))
@@ -469,7 +470,7 @@ class ChatServer:
         except BackplaneUnavailable as exc:
             conn.deliver(protocol.error_frame("history_unavailable", _bus_down(exc), req.ref))
             return
-        messages = ",".join(with_offset(e.text, e.offset) for e in page.entries)
+        messages = ",".join(with_offset(e.text, e.offset, page.epoch) for e in page.entries)
         head = protocol.reply("history", req.ref, roomId=req.room, offset=page.top,
                               epoch=page.epoch)
         conn.deliver(f'{head[:-1]},"messages":[{messages}]}}')

@@ -72,6 +72,10 @@ def decode_envelope(data: str | bytes) -> tuple[str, dict[str, Any]]:
         if type(offset) is not int:
             raise ValueError("envelope 'offset' must be an integer")
         frame["offset"] = offset
+        epoch = obj.get("epoch")
+        if not isinstance(epoch, str):
+            raise ValueError("envelope with an 'offset' needs a string 'epoch'")
+        frame["epoch"] = epoch
     return origin, frame
 
 
