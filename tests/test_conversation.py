@@ -49,7 +49,8 @@ async def test_message_frame_shape(start, clients, framework) -> None:
     assert set(ack) == {"type", "id", "roomId", "timestamp", "ref", "offset"}
     assert ack["type"] == "sent"
     msg = await b.receive()
-    assert set(msg) == {"type", "roomId", "userId", "content", "timestamp", "id", "offset"}
+    assert set(msg) == {"type", "roomId", "userId", "content", "timestamp", "id", "offset",
+                        "epoch"}
     assert msg["offset"] == ack["offset"] == 1
 
 

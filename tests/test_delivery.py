@@ -232,6 +232,9 @@ async def test_broadcast_wire_bytes_are_shared_and_order_is_kept() -> None:
 
 
 def json_text(wire: bytes) -> str:
-    """The payload of a short unmasked text frame."""
-    assert wire[0] == 0x81 and wire[1] < 126
-    return wire[2:].decode()
+    """The payload of an unmasked text frame (RFC 6455 5.2: 7-bit or 16-bit length)."""
+    assert wire[0] == 0x81 and wire[1] <= 126
+    if wire[1] < 126:
+        return wire[2:].decode()
+    assert int.from_bytes(wire[2:4], "big") == len(wire) - 4
+    return wire[4:].decode()

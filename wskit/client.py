@@ -200,6 +200,11 @@ class Client:
         An ``error`` reply raises :class:`ServerError`.
         """
         ref = f"r{next(self._refs)}"
+        since = frame.get("since")
+        if frame.get("type") == "join" and isinstance(since, dict):
+            # the replay after this position follows the reply: count from here
+            self.rooms[frame.get("roomId")] = {"offset": since.get("offset"),  # type: ignore[index]
+                                               "epoch": since.get("epoch")}
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[ref] = future
         try:
@@ -398,7 +403,11 @@ class Client:
                     return False
                 seen["offset"] = offset
         elif kind == "joined" and isinstance(room, str):
-            self.rooms[room] = {"offset": frame.get("offset"), "epoch": frame.get("epoch")}
+            seen = self.rooms.get(room)
+            if "recovered" not in frame or seen is None or seen["epoch"] != frame.get("epoch"):
+                # a plain join, or another history: live from the room's top on
+                self.rooms[room] = {"offset": frame.get("offset"), "epoch": frame.get("epoch")}
+            # else a rejoin in the same epoch: the replay after our position follows
             if "recovered" in frame:
                 if not frame["recovered"]:
                     self.lost.append(room)
