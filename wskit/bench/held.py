@@ -65,7 +65,9 @@ async def measure(framework: str, n: int, interval: float, timeout: float,
     url = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
     pings = closed = reached = 0
     everyone = asyncio.Event()
-    session = aiohttp.ClientSession()
+    # limit=0: a ClientSession holds at most 100 connections by default, and each
+    # WebSocket keeps its connection for good
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     sockets: list[aiohttp.ClientWebSocketResponse[Any]] = []
     readers: list[asyncio.Task[None]] = []
 
@@ -88,10 +90,10 @@ async def measure(framework: str, n: int, interval: float, timeout: float,
         ws = await session.ws_connect(f"{url}?token={issue_token(f'u{i}', secret)}",
                                       autoping=True)
         await ws.receive()  # welcome
-        await ws.send_str('{"type":"join","roomId":"all","ref":1}')
-        await ws.receive()  # joined
         sockets.append(ws)
         readers.append(asyncio.get_running_loop().create_task(serve_one(ws)))
+        # the reader answers pings from here on; the join's reply is just a frame to it
+        await ws.send_str('{"type":"join","roomId":"all","ref":1}')
 
     try:
         before = _rss_kb(proc.pid)
