@@ -77,6 +77,13 @@ async def test_two_users_chat_across_instances_and_survive_a_restart(start, brow
     port = a.port
     await a.stop()
     await alice.wait_for_selector("#status.reconnecting", timeout=WAIT)
+    # bob goes on talking while alice's server is down; an observer on bob's
+    # instance sees each post delivered, so each is in the room's history
+    async with wskit.connect(b, user="observer") as observer:
+        await observer.join("lobby")
+        for i in range(3):
+            await _say(bob, f"while you were away {i}")
+            assert (await observer.expect("message"))["content"] == f"while you were away {i}"
     a2 = await start("aiohttp", port=port, backplane=url, dev_tokens=True,
                      instance_name="aiohttp")
     await alice.wait_for_selector("#status.connected", timeout=30_000)
@@ -88,6 +95,12 @@ async def test_two_users_chat_across_instances_and_survive_a_restart(start, brow
             break
         await alice.wait_for_timeout(50)  # bounded poll for the rejoin frame to land
     assert a2.server is not None and "lobby" in a2.server.hub.rooms()
+    # the page rejoined with `since` and was given what it missed, in order
+    await _sees(alice, "while you were away 2")
+    await _sees(alice, "3 missed message(s) recovered")
+    texts = await alice.locator("#log li").all_text_contents()
+    away = [t for t in texts if "while you were away" in t]
+    assert [t[-1] for t in away] == ["0", "1", "2"], away  # each once, in order
     await _say(bob, "welcome back")
     await _sees(alice, "welcome back")
     await _say(alice, "thanks, still here")

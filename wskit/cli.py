@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--sizes", default=None, help="comma-separated receiver counts")
+    p.add_argument("--targets", default=None,
+                   help="comma-separated fanout targets (the raw floor is always measured)")
     return parser
 
 

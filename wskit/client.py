@@ -607,6 +607,16 @@ class SyncClient:
     def welcome(self) -> dict[str, Any]:
         return self._client.welcome
 
+    @property
+    def lost(self) -> list[str]:
+        """Rooms where messages were lost across a reconnect (``recovered: false``, or
+        a new epoch): check it after a reconnect, as an async client awaits events."""
+        return list(self._client.lost)
+
+    @property
+    def reconnects(self) -> int:
+        return self._client.reconnects
+
     def close(self) -> None:
         self._run(self._client.close())
 

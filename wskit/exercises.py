@@ -18,7 +18,8 @@ from .server import ChatServer
 from .teaching import ExerciseFailed, attempt, expect, passed
 
 __all__ = ["check_slash_commands", "check_private_messages", "check_typing_tracker",
-           "check_rate_limiter", "check_members_across_instances"]
+           "check_rate_limiter", "check_members_across_instances", "check_full_jitter",
+           "check_history_to_live"]
 
 
 # -- 1. slash commands --------------------------------------------------------
@@ -208,3 +209,72 @@ async def check_members_across_instances(announce: Callable[..., Any],
            f"room_members returned {got!r}, expected {want} (alice is on both instances)", hint)
     return passed(name, "alice, bob and carol, from two instances, alice once")
 
+
+
+# -- notebook 07: recovery -------------------------------------------------------
+
+def check_full_jitter(backoff_delay: Callable[[int, float, float, Any], float]) -> None:
+    """``backoff_delay(attempt, base, cap, rng)``: a full-jitter wait, drawn with ``rng``.
+
+    Random bases, caps and seeds, thousands of draws: a constant, a fixed schedule
+    or a jitter that never reaches 0 or the ceiling cannot pass.
+    """
+    import random
+
+    name = "Exercise 7.1 (backoff with full jitter)"
+    hint = ("the wait is rng.uniform(0, min(cap, base * 2 ** attempt)): exponential growth, "
+            "capped, and the whole range drawn at random (not a small +-25% around it)")
+    checker = random.Random()
+    for _ in range(3):
+        base, cap = checker.uniform(0.05, 0.5), checker.uniform(2.0, 20.0)
+        seed = checker.randrange(1 << 30)
+        for attempt_no in range(0, 12, 3):
+            ceiling = min(cap, base * 2 ** attempt_no)
+            rng = random.Random(seed)
+            draws = [attempt(name, hint, backoff_delay, attempt_no, base, cap, rng)
+                     for _ in range(2000)]
+            expect(name, all(isinstance(d, (int, float)) for d in draws),
+                   "return a number of seconds", hint)
+            low, high, mean = min(draws), max(draws), sum(draws) / len(draws)
+            expect(name, 0 <= low and high <= ceiling + 1e-9,
+                   f"attempt {attempt_no} (base {base:.2f}, cap {cap:.1f}): waits must lie in "
+                   f"[0, {ceiling:.3f}], got {low:.3f} to {high:.3f}", hint)
+            expect(name, low < 0.05 * ceiling and high > 0.95 * ceiling
+                   and abs(mean - ceiling / 2) < 0.05 * ceiling,
+                   f"attempt {attempt_no}: waits should spread evenly over [0, {ceiling:.3f}] "
+                   f"(min {low:.3f}, max {high:.3f}, mean {mean:.3f})", hint)
+            replay = attempt(name, hint, backoff_delay, attempt_no, base, cap, random.Random(seed))
+            expect(name, replay == draws[0],
+                   "draw from the rng you are given, so that a run can be replayed", hint)
+    return passed(name, "24,000 draws over random bases, caps and seeds")
+
+
+def check_history_to_live(merge: Callable[[list[dict[str, Any]], list[dict[str, Any]], int],
+                                          list[dict[str, Any]]]) -> None:
+    """``merge(replayed, buffered, top)``: what a rejoining client is given, in order.
+
+    ``replayed``: the history read after the client's offset (offsets up to ``top``);
+    ``buffered``: live messages that arrived for it meanwhile, some of them also in
+    the history. Random cases: no gap, no duplicate, offset order.
+    """
+    import random
+
+    name = "Exercise 7.2 (history to live without a gap)"
+    hint = ("deliver every replayed message, then only the buffered ones whose offset is "
+            "above top: the others were already in the history you read")
+    rng = random.Random()
+    for _ in range(50):
+        since = rng.randrange(0, 50)
+        top = since + rng.randrange(0, 20)
+        last_live = top + rng.randrange(0, 10)
+        replayed = [{"offset": o, "content": f"m{o}"} for o in range(since + 1, top + 1)]
+        first_buffered = rng.randrange(since + 1, top + 2) if top > since else top + 1
+        buffered = [{"offset": o, "content": f"m{o}"} for o in range(first_buffered, last_live + 1)]
+        got = attempt(name, hint, merge, [dict(m) for m in replayed],
+                      [dict(m) for m in buffered], top)
+        want = list(range(since + 1, last_live + 1))
+        offsets = [m.get("offset") for m in got] if isinstance(got, list) else got
+        expect(name, offsets == want,
+               f"since {since}, top {top}, buffered {first_buffered}..{last_live}: delivered "
+               f"offsets {offsets}, expected {want}", hint)
+    return passed(name, "50 random rejoins: no gap, no duplicate, in order")

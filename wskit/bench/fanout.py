@@ -174,7 +174,8 @@ WSKIT = Dialect(_wskit_path, lambda r: _json({"type": "join", "roomId": r}),
                 lambda r, c: _json({"type": "message", "roomId": r, "content": c}))
 DIALECTS = {
     "raw-aiohttp": Dialect(lambda u: "/ws", None, WSKIT.post),
-    "wskit-aiohttp": WSKIT, "wskit-fastapi": WSKIT, "wskit-2x": WSKIT, "seed-aiohttp": WSKIT,
+    "wskit-aiohttp": WSKIT, "wskit-fastapi": WSKIT, "wskit-2x": WSKIT, "wskit-2x-nohist": WSKIT,
+    "seed-aiohttp": WSKIT,
     "seed-fastapi": Dialect(lambda u: f"/ws/{u}",
                             lambda r: _json({"action": "join_room", "room_id": r}),
                             lambda r, c: _json({"action": "message", "room_id": r,
@@ -411,13 +412,22 @@ async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float
     return result
 
 
+#: two instances joined by a backplane, with history (the default) and without
+CROSS_TARGETS = ("wskit-2x", "wskit-2x-nohist")
+
+
 async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[str], None],
-              stall_timeout: float = STALL_TIMEOUT) -> list[Result]:
+              stall_timeout: float = STALL_TIMEOUT,
+              targets: Optional[Sequence[str]] = None) -> list[Result]:
+    """``targets``: a subset to measure (the raw floor is always measured, for ratios)."""
     results: list[Result] = []
     redis = os.environ.get("WSKIT_REDIS_URL")
     largest = max(sizes)
-    plan = [(r, n, kind) for r in range(rounds) for n in sizes
-            for kind in CORE_TARGETS + ("wskit-2x",) + (("wskit-2x@redis",) if redis else ())]
+    kinds = CORE_TARGETS + CROSS_TARGETS + (
+        tuple(f"{k}@redis" for k in CROSS_TARGETS) if redis else ())
+    if targets:
+        kinds = tuple(k for k in kinds if k in targets or k == "raw-aiohttp")
+    plan = [(r, n, kind) for r in range(rounds) for n in sizes for kind in kinds]
     raw_rate: dict[tuple[int, int], float] = {}
     for step, (rnd, n, kind) in enumerate(plan, 1):
         done = int(20 * (step - 1) / len(plan))
@@ -464,6 +474,13 @@ def summarize(results: list[Result]) -> list[dict[str, Any]]:
             "peak_rss_mb": statistics.median(r.peak_rss_mb for r in mine),
             "per_connection_kb": statistics.median(r.per_connection_kb for r in mine),
         }
+        if target.startswith("wskit-2x") and "-nohist" not in target:
+            # history on over history off, same round, same backplane
+            off = target.replace("wskit-2x", "wskit-2x-nohist")
+            pairs = [(r, next((o for o in results if o.n == n and o.round == r.round
+                               and o.target == off), None)) for r in mine]
+            vs = [r.deliveries_per_s / o.deliveries_per_s for r, o in pairs if o is not None]
+            row["history_on_vs_off"] = _median(vs)
         stalled = [r for r in mine if r.stalled_deliveries_per_s is not None]
         if stalled:
             row["stalled_vs_unstalled"] = statistics.median(
@@ -476,7 +493,7 @@ def summarize(results: list[Result]) -> list[dict[str, Any]]:
 
 
 def _order(target: str) -> int:
-    order = CORE_TARGETS + ("wskit-2x", "wskit-2x@redis")
+    order = CORE_TARGETS + CROSS_TARGETS + tuple(f"{k}@redis" for k in CROSS_TARGETS)
     return order.index(target) if target in order else len(order)
 
 
@@ -502,7 +519,9 @@ def table(rows: list[dict[str, Any]], stall_timeout: float = STALL_TIMEOUT) -> s
             f"{fmt(r['p99_ratio_to_raw'], '9.2f')} {r['peak_rss_mb']:>7.1f} "
             f"{r['per_connection_kb']:>7.1f} {stalled_txt:>8} "
             f"{fmt(r.get('stalled_rss_growth_kb'), '9.0f')}"
-            + ("" if r["complete"] else "  (did not finish: stalled)"))
+            + ("" if r["complete"] else "  (did not finish: stalled)")
+            + (f"  history on/off {r['history_on_vs_off']:.2f}"
+               if r.get("history_on_vs_off") is not None else ""))
     lines.append("x raw: ratio to the raw aiohttp floor in the same round (median over rounds). "
                  "stalled: healthy receivers' deliveries/s with one frozen reader / without; "
                  f"'!' = the run stalled and was cut off after {stall_timeout:.0f}s.")
@@ -519,7 +538,8 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     stall_timeout = 5.0 if args.quick else STALL_TIMEOUT
-    results = asyncio.run(run(sizes, rounds, args.quick, progress, stall_timeout))
+    targets = args.targets.split(",") if getattr(args, "targets", None) else None
+    results = asyncio.run(run(sizes, rounds, args.quick, progress, stall_timeout, targets))
     rows = summarize(results)
     if args.json:
         print(json.dumps({"machine": _machine(), "seconds": round(time.monotonic() - started),

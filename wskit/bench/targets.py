@@ -15,6 +15,7 @@ kind                what
 ``seed-fastapi``    the seed's FastAPI manager as written
 ``wskit-2x``        two wskit instances (aiohttp + FastAPI) in one process,
                     joined by a backplane (``--redis``; default fakeredis)
+``wskit-2x-nohist`` the same with history off (``history_size=0``)
 ==================  ==========================================================
 """
 
@@ -50,7 +51,7 @@ def _bind_with_sndbuf(host: str, port: int) -> socket.socket:
 _bind = runner.bind_socket
 runner.bind_socket = _bind_with_sndbuf
 KINDS = ("raw-aiohttp", "wskit-aiohttp", "wskit-fastapi", "seed-aiohttp", "seed-fastapi",
-         "wskit-2x")
+         "wskit-2x", "wskit-2x-nohist")
 
 
 def raw_app() -> web.Application:
@@ -84,12 +85,13 @@ async def run(kind: str, redis: str | None) -> None:
     elif kind in ("wskit-aiohttp", "wskit-fastapi"):
         handles.append(await serve(kind.split("-")[1], name="bench", backplane="none",
                                    secret=SECRET, max_message_size=1 << 20))
-    elif kind == "wskit-2x":
+    elif kind in ("wskit-2x", "wskit-2x-nohist"):
         namespace = f"bench{time.time_ns()}"  # private to this run, even on a shared Redis
+        history = 0 if kind.endswith("-nohist") else 100
         for fw in ("aiohttp", "fastapi"):
             handles.append(await serve(fw, name=f"bench-{fw}", backplane=redis or "fakeredis://bench",
                                        secret=SECRET, max_message_size=1 << 20,
-                                       namespace=namespace))
+                                       namespace=namespace, history_size=history))
     elif kind == "seed-aiohttp":
         seed_a: Any = importlib.import_module("wskit.seed.aiohttp_manager")
         seed_a.time = time  # the one missing import
