@@ -197,3 +197,46 @@ async def test_an_instance_lost_mid_chat_loses_no_message(how: str) -> None:
         for proc in procs:
             if proc.returncode is None:
                 await interrupt(proc)
+
+
+async def test_each_reconnect_asks_the_token_callable(start, framework) -> None:
+    srv = await start(framework)
+    issued: list[str] = []
+
+    def fresh_token() -> str:
+        issued.append(srv.token("carol", ttl=60))
+        return issued[-1]
+
+    carol = Client(srv, token=fresh_token, reconnect=True, **FAST)
+    try:
+        await carol.connect()
+        await carol.join("r")
+        carol.drop()
+        await carol.expect("reconnected")
+        assert len(issued) == 2 and carol.user == "carol"
+        assert (await carol.expect("rejoined"))["recovered"] is True
+    finally:
+        await carol.close()
+
+
+async def test_no_reconnect_after_4001_without_a_new_token(start, framework) -> None:
+    srv = await start(framework)
+    dave = Client(srv, token=srv.token("dave", ttl=60), reconnect=True, **FAST)
+    try:
+        await dave.connect()
+        # the server now refuses that token (its secret changed: a key rotation)
+        srv.server.secret = "another-secret-0123456789abcdef0123456789"
+        dave.drop()
+        assert await dave.wait_closed(timeout=10) == 4001
+        assert dave.reconnects == 0
+    finally:
+        await dave.close()
+
+
+async def test_no_reconnect_after_the_application_closes(start, framework) -> None:
+    srv = await start(framework)
+    erin = Client(srv, user="erin", reconnect=True, **FAST)
+    await erin.connect()
+    await erin.close()
+    assert erin.closed and erin.reconnects == 0
+    assert len(srv.server.hub) == 0 or all(c.closing for c in srv.server.connections)

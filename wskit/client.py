@@ -335,6 +335,7 @@ class Client:
                 future.set_exception(ConnectionClosed(self.close_code, self.close_reason))
 
     def _can_refresh_token(self) -> bool:
+        """A callable gives new tokens; a user with a secret (or a handle) gets them issued."""
         if self._token_source is not None:
             return True
         return self._token is None and self._user is not None
@@ -360,9 +361,12 @@ class Client:
             except (asyncio.TimeoutError, TypeError, aiohttp.ClientError):
                 first = None
             if not first or first.get("type") != "welcome":
+                await ws.close()
                 log.info("reconnect attempt %d to %s refused: %s", attempts, target,
                          ws.close_code)
-                await ws.close()
+                if not should_reconnect(ws.close_code, fresh_token=self._can_refresh_token()):
+                    self.close_code = ws.close_code  # e.g. 4001 with no way to a new token
+                    return None
                 continue
             self.url, self.welcome = url, first
             self.close_code, self.close_reason = None, ""
