@@ -306,31 +306,26 @@ class ChatServer:
         text = protocol.encode({"type": "message", "roomId": req.room, "userId": conn.user,
                                 "content": req.content, "timestamp": now, "id": mid})
         extra: dict[str, Any] = {}
+        offset: Optional[int] = None
         if self.log is not None:
             try:
                 offset, epoch = await self.log.append(req.room, text, conn)
-            except BackplaneUnavailable as exc:
-                extra["partial"] = _partial(exc)  # delivered here, without an offset
-            else:
                 extra["offset"] = offset
-                targets = self.hub.room_targets(req.room, exclude=conn)
-                if self.relay is None:  # standalone: deliver now (no await since append)
-                    self._fan_out(req.room, targets, Outgoing(with_offset(text, offset, epoch)),
-                                  offset)
-                # else: every instance, this one too, delivers it from the bus in offset order
-                conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room,
-                                            timestamp=now, **extra))
-                await self._hold_sender(conn, targets)
-                return
-        frame = Outgoing(text)  # encoded once, for every receiver
-        targets = self.hub.room_targets(req.room, exclude=conn)
-        for target in targets:
-            target.deliver(frame)
-        if self.relay is not None and self.log is None:
-            try:
-                await self.relay.publish_room(req.room, text)
             except BackplaneUnavailable as exc:
-                extra["partial"] = _partial(exc)
+                extra["partial"] = _partial(exc)  # delivered here only, without an offset
+        targets = self.hub.room_targets(req.room, exclude=conn)
+        if offset is None:  # history off, or its store unreachable: deliver here first
+            frame = Outgoing(text)  # encoded once, for every receiver
+            for target in targets:
+                target.deliver(frame)
+            if self.relay is not None and self.log is None:
+                try:
+                    await self.relay.publish_room(req.room, text)
+                except BackplaneUnavailable as exc:
+                    extra["partial"] = _partial(exc)
+        elif self.relay is None:  # standalone: deliver now, in offset order (no await since)
+            self._fan_out(req.room, targets, Outgoing(with_offset(text, offset, epoch)), offset)
+        # else: every instance, this one too, delivers it from the bus, in offset order
         conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room, timestamp=now,
                                     **extra))
         await self._hold_sender(conn, targets)
