@@ -65,6 +65,26 @@ def backplane_url(request: pytest.FixtureRequest) -> str:
     return f"fakeredis://test-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture
+async def make_server() -> AsyncIterator[Callable[..., Awaitable[wskit.ChatServer]]]:
+    """``await make_server(**settings)``: a started ChatServer for socket-free tests
+    (wskit.testing), standalone and without heartbeats unless asked; stopped afterwards."""
+    servers: list[wskit.ChatServer] = []
+
+    async def _make(**kwargs: Any) -> wskit.ChatServer:
+        kwargs.setdefault("backplane", "none")
+        kwargs.setdefault("ping_interval", None)
+        kwargs.setdefault("ping_timeout", None)
+        server = wskit.ChatServer(**kwargs)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield _make
+    for server in servers:
+        await server.stop()
+
+
 Starter = Callable[..., Awaitable[wskit.RunningServer]]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -11,24 +11,6 @@ from wskit.history import MemoryStreams, Retention, is_recovered
 from wskit.testing import GatedBackplane, Peer
 
 pytestmark = pytest.mark.timeout(20)
-
-
-@pytest.fixture
-async def make() -> AsyncIterator[Callable[..., Awaitable[ChatServer]]]:
-    servers: list[ChatServer] = []
-
-    async def _make(**kwargs: Any) -> ChatServer:
-        kwargs.setdefault("backplane", "none")
-        kwargs.setdefault("ping_interval", None)
-        kwargs.setdefault("ping_timeout", None)
-        server = ChatServer(**kwargs)
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield _make
-    for server in servers:
-        await server.stop()
 
 
 async def peer(server: ChatServer, user: str) -> Peer:
@@ -58,8 +40,8 @@ def backplane(kind: str) -> Any:
 
 
 @pytest.mark.parametrize("kind", BACKPLANES)
-async def test_offsets_count_per_room_from_one(make, kind: str) -> None:
-    server = await make(backplane=backplane(kind))
+async def test_offsets_count_per_room_from_one(make_server, kind: str) -> None:
+    server = await make_server(backplane=backplane(kind))
     alice, bob = await peer(server, "alice"), await peer(server, "bob")
     for p in (alice, bob):
         joined = await p.request({"type": "join", "roomId": "a"})
@@ -74,8 +56,8 @@ async def test_offsets_count_per_room_from_one(make, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", BACKPLANES)
-async def test_rejoin_with_since_gets_exactly_what_was_missed(make, kind: str) -> None:
-    server = await make(backplane=backplane(kind))
+async def test_rejoin_with_since_gets_exactly_what_was_missed(make_server, kind: str) -> None:
+    server = await make_server(backplane=backplane(kind))
     alice = await peer(server, "alice")
     bob = await peer(server, "bob")
     joined = await bob.request({"type": "join", "roomId": "r"})
@@ -98,8 +80,8 @@ async def test_rejoin_with_since_gets_exactly_what_was_missed(make, kind: str) -
 
 
 @pytest.mark.parametrize("kind", BACKPLANES)
-async def test_more_missed_than_retained_is_not_recovered(make, kind: str) -> None:
-    server = await make(backplane=backplane(kind), history_size=5)
+async def test_more_missed_than_retained_is_not_recovered(make_server, kind: str) -> None:
+    server = await make_server(backplane=backplane(kind), history_size=5)
     alice, bob = await peer(server, "alice"), await peer(server, "bob")
     joined = await bob.request({"type": "join", "roomId": "r"})
     await alice.request({"type": "join", "roomId": "r"})
@@ -113,8 +95,8 @@ async def test_more_missed_than_retained_is_not_recovered(make, kind: str) -> No
     assert [m["offset"] for m in await take(bob2, 5)] == [16, 17, 18, 19, 20]  # what is kept
 
 
-async def test_another_epoch_is_not_recovered_and_replays_nothing(make) -> None:
-    server = await make()
+async def test_another_epoch_is_not_recovered_and_replays_nothing(make_server) -> None:
+    server = await make_server()
     alice = await peer(server, "alice")
     await alice.request({"type": "join", "roomId": "r"})
     await post(alice, "r", "x")
@@ -126,11 +108,11 @@ async def test_another_epoch_is_not_recovered_and_replays_nothing(make) -> None:
     assert await bob.recv() == {"type": "pong", "ref": "fence"}
 
 
-async def test_a_post_between_subscribe_and_read_is_delivered_once(make) -> None:
+async def test_a_post_between_subscribe_and_read_is_delivered_once(make_server) -> None:
     """The history-to-live switch: a post lands while the rejoin's history read is
     held; it is in the history the read returns *and* arrives live: exactly once."""
     here_bp, there_bp = GatedBackplane("bus-r"), GatedBackplane("bus-r")
-    here, there = await make(backplane=here_bp), await make(backplane=there_bp)
+    here, there = await make_server(backplane=here_bp), await make_server(backplane=there_bp)
     poster = await peer(there, "poster")
     joined = await poster.request({"type": "join", "roomId": "r"})
     await post(poster, "r", "one")
@@ -153,8 +135,8 @@ async def test_a_post_between_subscribe_and_read_is_delivered_once(make) -> None
 
 
 @pytest.mark.parametrize("kind", BACKPLANES)
-async def test_history_request_gives_the_last_k_oldest_first(make, kind: str) -> None:
-    server = await make(backplane=backplane(kind))
+async def test_history_request_gives_the_last_k_oldest_first(make_server, kind: str) -> None:
+    server = await make_server(backplane=backplane(kind))
     alice = await peer(server, "alice")
     refused = await alice.request({"type": "history", "roomId": "r", "ref": 1})
     assert refused["code"] == "not_joined"
@@ -167,8 +149,8 @@ async def test_history_request_gives_the_last_k_oldest_first(make, kind: str) ->
         ("m4", 5), ("m5", 6), ("m6", 7)]
 
 
-async def test_history_off_means_no_offsets(make) -> None:
-    server = await make(history_size=0)
+async def test_history_off_means_no_offsets(make_server) -> None:
+    server = await make_server(history_size=0)
     alice, bob = await peer(server, "alice"), await peer(server, "bob")
     for p in (alice, bob):
         assert "offset" not in await p.request({"type": "join", "roomId": "r"})
@@ -178,9 +160,9 @@ async def test_history_off_means_no_offsets(make) -> None:
     assert refused["code"] == "history_unavailable"
 
 
-async def test_post_during_outage_is_local_without_offset(make) -> None:
+async def test_post_during_outage_is_local_without_offset(make_server) -> None:
     bp = GatedBackplane()
-    server = await make(backplane=bp)
+    server = await make_server(backplane=bp)
     alice, bob = await peer(server, "alice"), await peer(server, "bob")
     for p in (alice, bob):
         await p.request({"type": "join", "roomId": "r"})

@@ -8,7 +8,7 @@ other event, releases, and then checks the state at quiescence.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -17,25 +17,6 @@ from wskit.protocol import CloseCode
 from wskit.testing import GatedBackplane, Peer
 
 pytestmark = pytest.mark.timeout(20)
-
-
-@pytest.fixture
-async def make() -> AsyncIterator[Callable[..., Awaitable[ChatServer]]]:
-    """``await make(backplane=..., **settings)``: a started ChatServer, stopped afterwards."""
-    servers: list[ChatServer] = []
-
-    async def _make(**kwargs: Any) -> ChatServer:
-        kwargs.setdefault("backplane", "none")
-        kwargs.setdefault("ping_interval", None)
-        kwargs.setdefault("ping_timeout", None)
-        server = ChatServer(**kwargs)
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield _make
-    for server in servers:
-        await server.stop()
 
 
 async def peer(server: ChatServer, user: str) -> Peer:
@@ -88,8 +69,8 @@ TABLE: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize("text, expected", TABLE, ids=[t[:30] for t, _ in TABLE])
-async def test_one_frame_one_reply(make, text: str, expected: dict[str, Any]) -> None:
-    server = await make()
+async def test_one_frame_one_reply(make_server, text: str, expected: dict[str, Any]) -> None:
+    server = await make_server()
     p = await peer(server, "alice")
     p.send(text)
     p.send('{"type":"ping","ref":"fence"}')  # everything before it has been answered
@@ -99,8 +80,8 @@ async def test_one_frame_one_reply(make, text: str, expected: dict[str, Any]) ->
     assert not p.transport.closed.is_set()
 
 
-async def test_pong_is_not_answered(make) -> None:
-    server = await make()
+async def test_pong_is_not_answered(make_server) -> None:
+    server = await make_server()
     p = await peer(server, "alice")
     p.send('{"type":"pong","ref":1}')
     p.send('{"type":"ping","ref":"fence"}')
@@ -110,16 +91,16 @@ async def test_pong_is_not_answered(make) -> None:
 @pytest.mark.parametrize("frame, code", [
     (b"\x00binary", CloseCode.UNSUPPORTED_DATA),
 ])
-async def test_documented_closes(make, frame: bytes, code: int) -> None:
-    server = await make()
+async def test_documented_closes(make_server, frame: bytes, code: int) -> None:
+    server = await make_server()
     p = await peer(server, "alice")
     p.send(frame)
     await p.finished()
     assert p.transport.close_code == code
 
 
-async def test_bad_token_closes_4001(make) -> None:
-    server = await make()
+async def test_bad_token_closes_4001(make_server) -> None:
+    server = await make_server()
     p = Peer(server, "")
     with pytest.raises(ConnectionError):
         await p.connect()
@@ -128,9 +109,9 @@ async def test_bad_token_closes_4001(make) -> None:
 
 # -- direct messages --------------------------------------------------------------
 
-async def test_direct_to_offline_user_from_two_tabs_is_user_offline(make) -> None:
+async def test_direct_to_offline_user_from_two_tabs_is_user_offline(make_server) -> None:
     """Fault 6: the sender's own other tab used to count as "reached"."""
-    server = await make()
+    server = await make_server()
     tab1, tab2 = await peer(server, "alice"), await peer(server, "alice")
     reply = await tab1.request({"type": "direct", "to": "nobody", "content": "hi", "ref": 1})
     assert reply["code"] == "user_offline"
@@ -138,8 +119,8 @@ async def test_direct_to_offline_user_from_two_tabs_is_user_offline(make) -> Non
     assert await tab2.recv() == {"type": "pong", "ref": "fence"}  # no copy of a failed DM
 
 
-async def test_direct_reaches_recipient_and_senders_other_tabs(make) -> None:
-    server = await make()
+async def test_direct_reaches_recipient_and_senders_other_tabs(make_server) -> None:
+    server = await make_server()
     tab1, tab2, bob = (await peer(server, "alice"), await peer(server, "alice"),
                        await peer(server, "bob"))
     reply = await tab1.request({"type": "direct", "to": "bob", "content": "hi", "ref": 1})
@@ -150,9 +131,9 @@ async def test_direct_reaches_recipient_and_senders_other_tabs(make) -> None:
 
 # -- one reply per ref, also during an outage (fault 7) -----------------------------
 
-async def test_post_during_outage_gets_one_partial_reply(make) -> None:
+async def test_post_during_outage_gets_one_partial_reply(make_server) -> None:
     bp = GatedBackplane()
-    server = await make(backplane=bp)
+    server = await make_server(backplane=bp)
     alice, carol = await peer(server, "alice"), await peer(server, "carol")
     for p in (alice, carol):
         assert (await p.request({"type": "join", "roomId": "r"}))["type"] == "joined"
@@ -165,9 +146,9 @@ async def test_post_during_outage_gets_one_partial_reply(make) -> None:
     assert await alice.recv() == {"type": "pong", "ref": "fence"}  # nothing in between
 
 
-async def test_direct_during_outage_one_reply_each_way(make) -> None:
+async def test_direct_during_outage_one_reply_each_way(make_server) -> None:
     bp = GatedBackplane()
-    server = await make(backplane=bp)
+    server = await make_server(backplane=bp)
     alice, carol = await peer(server, "alice"), await peer(server, "carol")
     bp.drop()
     away = await alice.request({"type": "direct", "to": "bob", "content": "?", "ref": 1})
@@ -181,10 +162,10 @@ async def test_direct_during_outage_one_reply_each_way(make) -> None:
 
 # -- races, made deterministic -----------------------------------------------------
 
-async def test_close_then_join_keeps_the_room_subscribed(make) -> None:
+async def test_close_then_join_keeps_the_room_subscribed(make_server) -> None:
     """Fault 3: a close's unsubscribe, queued as a task, ran after a later join."""
     bp = GatedBackplane()
-    server = await make(backplane=bp)
+    server = await make_server(backplane=bp)
     alice, bob = await peer(server, "alice"), await peer(server, "bob")
     await alice.request({"type": "join", "roomId": "r"})
     # alice's connection closes (the room empties) and, before anything else
@@ -198,10 +179,10 @@ async def test_close_then_join_keeps_the_room_subscribed(make) -> None:
     assert server.relay.room_channel("r") in bp.subscribed
 
 
-async def test_close_then_reconnect_keeps_the_user_subscribed(make) -> None:
+async def test_close_then_reconnect_keeps_the_user_subscribed(make_server) -> None:
     """Fault 3, users: a reload (close, then a new connection of the same user)."""
     bp = GatedBackplane()
-    server = await make(backplane=bp)
+    server = await make_server(backplane=bp)
     first = await peer(server, "alice")
     second = Peer(server, "alice")
     # the new connection's task is queued first, the close happens before it
@@ -215,11 +196,11 @@ async def test_close_then_reconnect_keeps_the_user_subscribed(make) -> None:
     assert server.relay is not None and server.relay.user_channel("alice") in bp.subscribed
 
 
-async def test_join_while_subscription_is_held_waits_for_it(make) -> None:
+async def test_join_while_subscription_is_held_waits_for_it(make_server) -> None:
     """A second joiner of a room whose subscription is not yet confirmed gets
     ``joined`` only once it is: every later post from elsewhere reaches it."""
     here_bp, there_bp = GatedBackplane("shared-bus"), GatedBackplane("shared-bus")
-    here, there = await make(backplane=here_bp), await make(backplane=there_bp)
+    here, there = await make_server(backplane=here_bp), await make_server(backplane=there_bp)
     a1, a2, remote = await peer(here, "a1"), await peer(here, "a2"), await peer(there, "b")
     await remote.request({"type": "join", "roomId": "r"})
     gate = here_bp.hold("apply")
@@ -239,9 +220,9 @@ async def test_join_while_subscription_is_held_waits_for_it(make) -> None:
     assert (await a1.recv())["content"] == "hello"
 
 
-async def test_leave_and_rejoin_while_unsubscribe_is_held(make) -> None:
+async def test_leave_and_rejoin_while_unsubscribe_is_held(make_server) -> None:
     bp = GatedBackplane()
-    server = await make(backplane=bp)
+    server = await make_server(backplane=bp)
     alice = await peer(server, "alice")
     await alice.request({"type": "join", "roomId": "r"})
     gate = bp.hold("apply")
@@ -255,9 +236,9 @@ async def test_leave_and_rejoin_while_unsubscribe_is_held(make) -> None:
     subscribed_ok(server)
 
 
-async def test_outage_then_restore_resubscribes_what_changed_meanwhile(make) -> None:
+async def test_outage_then_restore_resubscribes_what_changed_meanwhile(make_server) -> None:
     bp = GatedBackplane()
-    server = await make(backplane=bp)
+    server = await make_server(backplane=bp)
     alice, bob = await peer(server, "alice"), await peer(server, "bob")
     await alice.request({"type": "join", "roomId": "old"})
     bp.drop()
@@ -271,8 +252,8 @@ async def test_outage_then_restore_resubscribes_what_changed_meanwhile(make) -> 
 
 # -- back-pressure and rate limits (fault 10) ----------------------------------------
 
-async def test_a_burst_holds_the_sender_not_the_readers(make) -> None:
-    server = await make(outbox_limit=8, slow_reader_grace=5.0)
+async def test_a_burst_holds_the_sender_not_the_readers(make_server) -> None:
+    server = await make_server(outbox_limit=8, slow_reader_grace=5.0)
     sender, reader = await peer(server, "sender"), await peer(server, "reader")
     for p in (sender, reader):
         await p.request({"type": "join", "roomId": "r"})
@@ -291,8 +272,8 @@ async def test_a_burst_holds_the_sender_not_the_readers(make) -> None:
     assert not reader.transport.closed.is_set() and not sender.transport.closed.is_set()
 
 
-async def test_a_reader_that_never_drains_is_closed_after_the_grace(make) -> None:
-    server = await make(outbox_limit=8, slow_reader_grace=0.2)
+async def test_a_reader_that_never_drains_is_closed_after_the_grace(make_server) -> None:
+    server = await make_server(outbox_limit=8, slow_reader_grace=0.2)
     sender, frozen = await peer(server, "sender"), await peer(server, "frozen")
     for p in (sender, frozen):
         await p.request({"type": "join", "roomId": "r"})
@@ -306,8 +287,8 @@ async def test_a_reader_that_never_drains_is_closed_after_the_grace(make) -> Non
     assert [f["type"] for f in frames] == ["sent"] * 20 + ["pong"]
 
 
-async def test_rate_limit_refuses_then_closes(make) -> None:
-    server = await make(rate_limit=1.0, rate_burst=2)
+async def test_rate_limit_refuses_then_closes(make_server) -> None:
+    server = await make_server(rate_limit=1.0, rate_burst=2)
     p = await peer(server, "alice")
     for i in range(2):
         assert (await p.request({"type": "ping", "ref": i}))["type"] == "pong"
