@@ -115,7 +115,7 @@ class Connection:
         "id", "user", "transport", "close_code", "close_reason", "_queue", "_limit",
         "_byte_limit", "_queued_bytes",
         "_wakeup", "_writer", "_closer", "_closing", "_on_close", "_close_timeout",
-        "closed_future", "_try_write", "heartbeat", "_drained", "bucket",
+        "closed_future", "_try_write", "heartbeat", "_drained", "bucket", "frames_out",
     )
 
     def __init__(
@@ -148,6 +148,8 @@ class Connection:
         self.closed_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._try_write = getattr(transport, "try_write", None)
         self._drained: asyncio.Future[None] | None = None
+        #: frames the writer task has handed to the transport (progress, for back-pressure)
+        self.frames_out = 0
         #: the app-level heartbeat (``(interval, timeout)``), started with the writer
         self.heartbeat: Heartbeat | None = None
         if heartbeat is not None:
@@ -247,6 +249,7 @@ class Connection:
                     text = _text(queue.popleft())
                     self._queued_bytes -= len(text)
                     await send(text)
+                    self.frames_out += 1
                     if self._drained is not None and self._below_low_water():
                         self._signal_drained()
                 if self._closing:

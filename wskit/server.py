@@ -47,6 +47,9 @@ log = logging.getLogger("wskit.server")
 __all__ = ["ChatServer"]
 
 #: closes a client brought on itself: one rate-limited line each (wskit.logs)
+#: a loaded receiver that hands no frame to its socket for this long is not reading
+_STALL = 0.25
+
 _CLIENT_FAULTS = {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
                   CloseCode.UNSUPPORTED_DATA, CloseCode.RATE_LIMITED}
 
@@ -344,7 +347,9 @@ class ChatServer:
 
     async def _hold_sender(self, sender: Connection, targets: list[Connection]) -> None:
         """Back-pressure: read nothing more from ``sender`` while its post's receivers
-        are loaded; a receiver that does not drain within the grace is not reading."""
+        are loaded. A loaded receiver that makes no progress for ``_STALL`` s (its
+        writer hands nothing to the socket), or has not drained within the grace, is
+        not reading: it is closed, so a frozen client pauses its room only briefly."""
         waits: dict[asyncio.Future[None], Connection] = {}
         for conn in (*targets, sender):
             if conn.loaded and not conn.closing:
@@ -354,17 +359,27 @@ class ChatServer:
         if not waits:
             return
         grace = self.settings.slow_reader_grace
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         hb = sender.heartbeat
         if hb is not None:
             hb.held = True  # its pong may be waiting unread behind its posts
         try:
-            _, pending = await asyncio.wait(waits, timeout=grace)
+            while waits:
+                progress = {fut: conn.frames_out for fut, conn in waits.items()}
+                window = min(_STALL, max(0.0, deadline - loop.time()))
+                done, _ = await asyncio.wait(waits, timeout=window)
+                for fut in done:
+                    del waits[fut]
+                over = loop.time() >= deadline
+                for fut, conn in list(waits.items()):
+                    if over or conn.frames_out == progress[fut]:
+                        del waits[fut]
+                        conn.close_soon(CloseCode.SLOW_CONSUMER,
+                                        "outbox did not drain: the client is not reading")
         finally:
             if hb is not None:
                 hb.held = False
-        for fut in pending:
-            waits[fut].close_soon(CloseCode.SLOW_CONSUMER,
-                                  f"outbox did not drain for {grace:g}s: the client is not reading")
 
     async def _direct(self, conn: Connection, req: protocol.Direct) -> None:
         mid, now = self._next_id(), time.time()
