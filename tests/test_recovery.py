@@ -135,13 +135,14 @@ async def test_an_instance_lost_mid_chat_loses_no_message(how: str) -> None:
     assert REDIS_URL
     secret, ns = secrets.token_hex(32), f"t{uuid.uuid4().hex[:10]}"
     procs = []
+    clients: list[Client] = []
     try:
         for fw in ("aiohttp", "fastapi", "aiohttp"):
             procs.append(await spawn("serve", "--framework", fw, "--port", "0", "--secret",
                                      secret, "--redis", REDIS_URL, "--namespace", ns))
         urls = [await first_line(p) for p in procs]
-        clients = [Client(urls[i % 3:] + urls[:i % 3], user=f"u{i}", secret=secret,
-                          reconnect=True, **FAST) for i in range(30)]
+        clients.extend(Client(urls[i % 3:] + urls[:i % 3], user=f"u{i}", secret=secret,
+                              reconnect=True, **FAST) for i in range(30))
         await asyncio.gather(*(c.connect() for c in clients))
         await asyncio.gather(*(c.join(f"r{i % 5}") for i, c in enumerate(clients)))
         acked = 0
@@ -192,8 +193,8 @@ async def test_an_instance_lost_mid_chat_loses_no_message(how: str) -> None:
             assert offsets == sorted(set(offsets)), (i, offsets)  # in order, exactly once
             assert set(offsets) | mine == {o for o, _ in entries}, i  # no gap
             assert c.lost == []
-        await asyncio.gather(*(c.close() for c in clients))
     finally:
+        await asyncio.gather(*(c.close() for c in clients))
         for proc in procs:
             if proc.returncode is None:
                 await interrupt(proc)

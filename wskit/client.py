@@ -230,14 +230,21 @@ class Client:
         return self.request({"type": "direct", "to": to, "content": content})
 
     async def send_raw(self, data: Union[str, bytes, dict[str, Any]]) -> None:
-        """Send anything, valid or not: a dict as JSON, a str as text, bytes as binary."""
+        """Send anything, valid or not: a dict as JSON, a str as text, bytes as binary.
+
+        :class:`ConnectionClosed` if the connection is closing or gone (with
+        ``reconnect``, :meth:`wait_connected` and send again).
+        """
         ws = self._require_ws()
-        if isinstance(data, bytes):
-            await ws.send_bytes(data)
-        elif isinstance(data, str):
-            await ws.send_str(data)
-        else:
-            await ws.send_str(json.dumps(data))
+        try:
+            if isinstance(data, bytes):
+                await ws.send_bytes(data)
+            elif isinstance(data, str):
+                await ws.send_str(data)
+            else:
+                await ws.send_str(json.dumps(data))
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise ConnectionClosed(ws.close_code, f"send failed: {exc}") from exc
 
     async def send_text_bytes(self, payload: bytes) -> None:
         """Send a *text* frame carrying any bytes, valid UTF-8 or not (bad-input lessons)."""
