@@ -121,8 +121,3 @@ class MemoryStreams:
             else:
                 entries = []
             return Page(room.epoch, room.top, entries, oldest)
-
-    def forget(self) -> None:
-        """Lose every history (a Redis restarted without persistence, in lessons)."""
-        with self._lock:
-            self._rooms.clear()

@@ -126,10 +126,6 @@ class Relay:
         return await self.backplane.read(self.history_key(room), retention, after=after,
                                          last=last)
 
-    @property
-    def healthy(self) -> bool:
-        return self.backplane.healthy
-
     # -- receiving -----------------------------------------------------------
 
     def _on_message(self, channel: str, data: str) -> None:

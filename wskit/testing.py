@@ -202,8 +202,6 @@ class GatedBackplane(MemoryBackplane):
         self.url = f"gated://{self.name}"
         self.up = True
         self._gates: dict[str, Gate] = {}
-        #: every (channel, data) published while up
-        self.published: list[tuple[str, str]] = []
 
     @property
     def subscribed(self) -> set[str]:
@@ -238,6 +236,12 @@ class GatedBackplane(MemoryBackplane):
         self.up = True
         await self.sync()
 
+    async def _pass(self, op: str) -> None:
+        """Wait at ``op``'s gate, if it is held."""
+        gate = self._gates.get(op)
+        if gate is not None:
+            await gate.passage()
+
     # -- Backplane -----------------------------------------------------------
 
     @property
@@ -245,36 +249,26 @@ class GatedBackplane(MemoryBackplane):
         return self.up
 
     async def publish(self, channel: str, data: str) -> int:
-        gate = self._gates.get("publish")
-        if gate is not None:
-            await gate.passage()
+        await self._pass("publish")
         if not self.up:
             raise BackplaneUnavailable("gated backplane dropped")
-        self.published.append((channel, data))
         return await super().publish(channel, data)
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
                      retention: Retention) -> tuple[int, str]:
-        gate = self._gates.get("publish")
-        if gate is not None:
-            await gate.passage()
+        await self._pass("publish")
         if not self.up:
             raise BackplaneUnavailable("gated backplane dropped")
-        self.published.append((channel, frame_text))
         return await super().append(key, channel, origin, frame_text, retention)
 
     async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
                    last: Optional[int] = None) -> Page:
-        gate = self._gates.get("read")
-        if gate is not None:
-            await gate.passage()
+        await self._pass("read")
         if not self.up:
             raise BackplaneUnavailable("gated backplane dropped")
         return await super().read(key, retention, after=after, last=last)
 
     async def _apply(self, wanted: set[str]) -> None:
-        gate = self._gates.get("apply")
-        if gate is not None:
-            await gate.passage()
+        await self._pass("apply")
         if self.up:
             self._set_subscribed(wanted)
