@@ -47,6 +47,11 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="messages kept per room for recovery and history (0: off)")
     p.add_argument("--history-ttl", type=float, default=3600.0, metavar="SECONDS",
                    help="a room's history expires this long after its last use")
+    p.add_argument("--presence-ttl", type=_positive, default=30.0, metavar="SECONDS",
+                   help="presence entries of an instance that stopped refreshing (killed) "
+                        "expire after this long (default 30)")
+    p.add_argument("--presence-events", action="store_true",
+                   help="send members presence join/leave events")
     p.add_argument("--drain-timeout", type=float, default=5.0, metavar="SECONDS",
                    help="on stop or SIGTERM, time given to close every connection with 1012")
     p.add_argument("--namespace", default="wskit",
@@ -72,6 +77,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         rate_limit=args.rate_limit, rate_burst=args.rate_burst,
         history_size=args.history_size, history_ttl=args.history_ttl,
         drain_timeout=args.drain_timeout, namespace=args.namespace,
+        presence_ttl=args.presence_ttl, presence_events=args.presence_events,
         origins=tuple(args.origin) if args.origin else None,
         dev_tokens=args.dev_tokens, **extra,
     )

@@ -229,6 +229,10 @@ class Client:
     def direct(self, to: str, content: str) -> Awaitable[dict[str, Any]]:
         return self.request({"type": "direct", "to": to, "content": content})
 
+    async def presence(self, room: str) -> list[str]:
+        """Who is in ``room`` (joined) on any instance."""
+        return list((await self.request({"type": "presence", "roomId": room}))["users"])
+
     async def send_raw(self, data: Union[str, bytes, dict[str, Any]]) -> None:
         """Send anything, valid or not: a dict as JSON, a str as text, bytes as binary.
 

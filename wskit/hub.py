@@ -121,6 +121,12 @@ class Hub(Generic[C]):
             return True
         return False
 
+    def user_in_room(self, user: str, room: str) -> bool:
+        """True if any connection of ``user`` is in ``room`` (presence: a user is in a
+        room while one of its tabs is)."""
+        rooms_of = self._rooms_of
+        return any(room in rooms_of[c] for c in self._conns_of_user.get(user, ()))
+
     def is_member(self, conn: C, room: str) -> bool:
         rooms = self._rooms_of.get(conn)
         return rooms is not None and room in rooms

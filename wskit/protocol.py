@@ -30,6 +30,7 @@ __all__ = [
     "Post",
     "Direct",
     "History",
+    "PresenceQuery",
     "Since",
     "Ping",
     "Pong",
@@ -117,6 +118,14 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class PresenceQuery:
+    """``{"type": "presence", "roomId": R}``: who is in R, on any instance."""
+
+    room: str
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Leave:
     room: str
     ref: str | int | None = None
@@ -146,7 +155,7 @@ class Pong:
     ref: str | int | None = None
 
 
-Request = Union[Join, Leave, Post, Direct, Ping, Pong, History]
+Request = Union[Join, Leave, Post, Direct, Ping, Pong, History, PresenceQuery]
 
 _JSON_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
                     list: "an array", dict: "an object", type(None): "null"}
@@ -282,6 +291,8 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
         return History(_room(obj, kind), _limit(obj), ref)
     if kind == "leave":
         return Leave(_room(obj, kind), ref)
+    if kind == "presence":
+        return PresenceQuery(_room(obj, kind), ref)
     if kind == "direct":
         to = _field(obj, "to", kind)
         if not 0 < len(to) <= _MAX_USER_LEN:
@@ -294,7 +305,7 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
     raise ProtocolError(
         "unknown_type",
         f"unknown frame type {kind[:40]!r}; expected one of "
-        "'join', 'leave', 'message', 'direct', 'history', 'ping', 'pong'",
+        "'join', 'leave', 'message', 'direct', 'history', 'presence', 'ping', 'pong'",
     )
 
 

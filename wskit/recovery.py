@@ -51,16 +51,13 @@ class RoomLog:
         #: (connection, room) -> live posts held back while its history is read
         self.buffers: dict[tuple[Connection, str], list[tuple[int, Outgoing]]] = {}
 
-    async def append(self, room: str, text: str, sender: Connection) -> tuple[int, str]:
-        """Store a post; its ``(offset, epoch)``. BackplaneUnavailable if the store is down.
+    def append_here(self, room: str, text: str) -> tuple[int, str]:
+        """Store a post of a standalone server (no backplane); its ``(offset, epoch)``.
 
-        With a backplane, every instance (this one too) delivers the post from the
-        bus in offset order; standalone, the caller delivers it at once (no await
-        happens here, so posts are delivered in offset order as well).
+        No await happens here, so the caller delivers posts in offset order. With a
+        backplane, posts are stored by :meth:`Relay.post_room` instead.
         """
-        if self.relay is not None:
-            return await self.relay.append_room(room, text, self.retention, sender.id)
-        assert self._local is not None
+        assert self._local is not None, "with a backplane, posts are stored by the relay"
         return self._local.append(room, text, self.retention, _now())
 
     async def read(self, room: str, *, after: Optional[int] = None,

@@ -22,7 +22,9 @@ one error frame.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
+import json
 import logging
 import time
 import uuid
@@ -30,13 +32,14 @@ from typing import Any, Optional, Union
 
 from . import protocol
 from .auth import resolve_secret, verify_token
-from .backplane import Backplane, from_url
+from .backplane import Backplane, Sent, from_url
 from .connection import Connection, Outgoing, Transport, close_within
 from .exceptions import AuthError, BackplaneUnavailable, ProtocolError
 from .hub import Hub
 from .logs import client_faults
 from .protocol import CloseCode
 from .history import Retention, with_offset
+from .presence import MemoryPresence, Presence
 from .ratelimit import TokenBucket, Verdict
 from .recovery import RoomLog
 from .relay import Relay
@@ -46,10 +49,11 @@ log = logging.getLogger("wskit.server")
 
 __all__ = ["ChatServer"]
 
-#: closes a client brought on itself: one rate-limited line each (wskit.logs)
 #: a loaded receiver that hands no frame to its socket for this long is not reading
 _STALL = 0.25
-
+#: a connection's posts waiting for the backplane at once before its reading pauses
+_POSTS_IN_FLIGHT = 64
+#: closes a client brought on itself: one rate-limited line each (wskit.logs)
 _CLIENT_FAULTS = {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
                   CloseCode.UNSUPPORTED_DATA, CloseCode.RATE_LIMITED}
 
@@ -84,7 +88,13 @@ class ChatServer:
         self.log: Optional[RoomLog] = (
             RoomLog(Retention(settings.history_size, settings.history_ttl), self.relay)
             if settings.history_size else None)
+        #: who is in which room on any instance (the relay's store, or one of our own)
+        self.presence = Presence(
+            self.relay if self.relay is not None else MemoryPresence(), self.instance_id,
+            settings.presence_ttl, self._announce if settings.presence_events else None)
         self._connections: set[Connection] = set()
+        #: each connection's batched posts not yet stored
+        self._posting: dict[Connection, _InFlight] = {}
         self._ids = itertools.count(1)
         self._started = False
 
@@ -105,6 +115,7 @@ class ChatServer:
             return
         if self.relay is not None:
             await self.relay.start()
+        self.presence.start()
         self._started = True
 
     async def stop(self, code: int = CloseCode.SERVICE_RESTART,
@@ -120,12 +131,15 @@ class ChatServer:
                 fut.cancel()
             if slow:
                 await asyncio.wait(slow)
+        await self.presence.stop()
         if self.relay is not None:
-            await self.relay.stop()
+            await self.relay.stop(timeout=self.settings.drain_timeout)
         self._started = False
 
     async def settled(self) -> None:
-        """Wait until background bookkeeping (unsubscribing after a close) is done."""
+        """Wait until background bookkeeping (unsubscribing after a close, presence)
+        is done."""
+        await self.presence.idle()
         if self.relay is not None:
             await self.relay.idle()
 
@@ -197,6 +211,7 @@ class ChatServer:
                 await asyncio.wait({reader})
             await conn.close(CloseCode.NORMAL)
             self._connections.discard(conn)
+            self._posting.pop(conn, None)  # its posts still complete; no reply goes out
 
     async def _read_loop(self, conn: Connection) -> None:
         receive = conn.transport.receive
@@ -240,6 +255,9 @@ class ChatServer:
             client_faults.log(logging.INFO, "closing %s (user %r) with %s: %s", conn.id,
                               conn.user, conn.close_code, conn.close_reason)
         departure = self.hub.remove(conn)
+        for room in departure.rooms:
+            if not self.hub.user_in_room(departure.user, room):
+                self.presence.unwant(room, departure.user)
         relay = self.relay
         if relay is None or not departure.user:
             return
@@ -258,6 +276,7 @@ class ChatServer:
         try:
             request = protocol.parse(text)
         except ProtocolError as exc:
+            await self._posts_done(conn)
             if not self._admit(conn, exc.ref):
                 return
             conn.deliver(protocol.error_frame(exc.code, exc.message, exc.ref))
@@ -265,6 +284,8 @@ class ChatServer:
         if type(request) is protocol.Pong:
             conn.pong()  # never rate-limited: it only proves the client is alive
             return
+        if type(request) is not protocol.Post:
+            await self._posts_done(conn)
         if not self._admit(conn, request.ref):
             return
         match request:
@@ -278,6 +299,8 @@ class ChatServer:
                 await self._direct(conn, request)
             case protocol.History():
                 await self._history(conn, request)
+            case protocol.PresenceQuery():
+                await self._presence(conn, request)
             case protocol.Ping():
                 conn.deliver(protocol.reply("pong", request.ref))
 
@@ -290,8 +313,10 @@ class ChatServer:
         if verdict is Verdict.ACCEPT:
             return True
         if verdict is Verdict.CLOSE:
+            # flush: the rate_limited errors already queued are its replies
             conn.close_soon(CloseCode.RATE_LIMITED,
-                            f"kept sending over the rate limit of {bucket.rate:g} frames/s")
+                            f"kept sending over the rate limit of {bucket.rate:g} frames/s",
+                            flush=True)
         else:
             conn.deliver(protocol.error_frame(
                 "rate_limited", f"over {bucket.rate:g} frames/s (burst {bucket.burst}); "
@@ -308,30 +333,56 @@ class ChatServer:
         mid, now = self._next_id(), time.time()
         text = protocol.encode({"type": "message", "roomId": req.room, "userId": conn.user,
                                 "content": req.content, "timestamp": now, "id": mid})
-        extra: dict[str, Any] = {}
-        offset: Optional[int] = None
-        if self.log is not None:
-            try:
-                offset, epoch = await self.log.append(req.room, text, conn)
-                extra["offset"] = offset
-            except BackplaneUnavailable as exc:
-                extra["partial"] = _partial(exc)  # delivered here only, without an offset
         targets = self.hub.room_targets(req.room, exclude=conn)
-        if offset is None:  # history off, or its store unreachable: deliver here first
-            frame = Outgoing(text)  # encoded once, for every receiver
-            for target in targets:
-                target.deliver(frame)
-            if self.relay is not None and self.log is None:
-                try:
-                    await self.relay.publish_room(req.room, text)
-                except BackplaneUnavailable as exc:
-                    extra["partial"] = _partial(exc)
-        elif self.relay is None:  # standalone: deliver now, in offset order (no await since)
-            self._fan_out(req.room, targets, Outgoing(with_offset(text, offset, epoch)), offset)
-        # else: every instance, this one too, delivers it from the bus, in offset order
+        relay, log = self.relay, self.log
+        if relay is None:
+            extra: dict[str, Any] = {}
+            if log is None:
+                frame = Outgoing(text)
+            else:  # standalone with history: offset here, deliver now (in offset order)
+                offset, epoch = log.append_here(req.room, text)
+                frame, extra["offset"] = Outgoing(with_offset(text, offset, epoch)), offset
+            self._fan_out(req.room, targets, frame, extra.get("offset"))
+            conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room,
+                                        timestamp=now, **extra))
+        else:
+            if log is None:  # history off: deliver here now, publish for the others
+                frame = Outgoing(text)  # encoded once, for every receiver
+                for target in targets:
+                    target.deliver(frame)
+            # History on: every instance, this one too, delivers it from the bus, in
+            # offset order. Either way the post joins this tick's batch, and the
+            # sender's next frame is read without waiting for the round trip.
+            pending = self._posting.get(conn)
+            if pending is None:
+                pending = self._posting[conn] = _InFlight()
+            pending.count += 1
+            relay.post_room(req.room, text, conn.id, None if log is None else log.retention,
+                            functools.partial(self._posted, conn, req, mid, now, text, pending))
+            if pending.count > _POSTS_IN_FLIGHT:  # back-pressure on the store
+                await pending.fewer_than(_POSTS_IN_FLIGHT)
+        await self._hold_sender(conn, targets)
+
+    def _posted(self, conn: Connection, req: protocol.Post, mid: str, now: float, text: str,
+                pending: _InFlight, result: Sent) -> None:
+        """A batched post was stored (or published): reply ``sent``, exactly once."""
+        pending.done()
+        extra: dict[str, Any] = {}
+        if isinstance(result, BackplaneUnavailable):
+            extra["partial"] = _partial(result)
+            if self.log is not None:  # not delivered anywhere yet: here, without an offset
+                self._fan_out(req.room, self.hub.room_targets(req.room, exclude=conn),
+                              Outgoing(text), None)
+        elif result is not None:
+            extra["offset"] = result[0]
         conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room, timestamp=now,
                                     **extra))
-        await self._hold_sender(conn, targets)
+
+    async def _posts_done(self, conn: Connection) -> None:
+        """Wait for ``conn``'s batched posts, so replies keep the order of requests."""
+        pending = self._posting.get(conn)
+        if pending is not None and pending.count:
+            await pending.fewer_than(1)
 
     def _fan_out(self, room: str, targets: list[Connection], frame: Outgoing,
                  offset: Optional[int]) -> None:
@@ -444,6 +495,7 @@ class ChatServer:
             return
         if self.hub.join(conn, req.room) and self.relay is not None:
             self.relay.room_opened(req.room)
+        self.presence.want(req.room, conn.user)
         if self.log is None:
             if self.relay is not None:
                 # also when the room already existed: its subscription may still be
@@ -493,21 +545,50 @@ class ChatServer:
         if self.hub.leave(conn, req.room) and self.relay is not None:
             self.relay.room_emptied(req.room)
             self.relay.settle_soon()
+        if not self.hub.user_in_room(conn.user, req.room):
+            self.presence.unwant(req.room, conn.user)
         conn.deliver(protocol.reply("left", req.ref, roomId=req.room))
+
+    async def _presence(self, conn: Connection, req: protocol.PresenceQuery) -> None:
+        if not self.hub.is_member(conn, req.room):
+            conn.deliver(protocol.error_frame(
+                "not_joined", f"join room {req.room!r} to see who is in it", req.ref))
+            return
+        try:
+            users = await self.presence.users(req.room)
+        except BackplaneUnavailable as exc:
+            conn.deliver(protocol.error_frame("backplane_unavailable", _bus_down(exc),
+                                              req.ref))
+            return
+        conn.deliver(protocol.reply("presence", req.ref, roomId=req.room, users=users))
+
+    def _announce(self, room: str, user: str, event: str) -> None:
+        """A user's first connection anywhere joined ``room``, or its last one left:
+        tell the members here now, and the other instances over the bus."""
+        text = protocol.encode({"type": "presence", "event": event, "roomId": room,
+                                "userId": user})
+        frame = Outgoing(text)
+        for target in self.hub.room_targets(room):
+            if target.user != user:  # about others: a user's own tabs know it joined
+                target.deliver(frame)
+        if self.relay is not None:
+            self.relay.post_room(room, text, "", None, _ignore)
 
     # -- from other instances -----------------------------------------------
 
-    def _route(self, kind: str, key: str, frame: dict[str, Any], sender: Optional[str]) -> None:
+    def _route(self, kind: str, key: str, text: str, offset: Optional[int],
+               sender: Optional[str]) -> None:
         if kind == "user":
             targets = self.hub.user_targets(key)
         else:
             targets = self.hub.room_targets(key)
             if sender is not None:  # our own post, back from the bus: not to its sender
                 targets = [t for t in targets if t.id != sender]
+        if kind == "room" and offset is None and text.startswith('{"type":"presence"'):
+            user = json.loads(text).get("userId")  # presence events go to the others
+            targets = [t for t in targets if t.user != user]
         if targets:
-            offset = frame.get("offset")
-            self._fan_out(key, targets, Outgoing(protocol.encode(frame)),
-                          offset if type(offset) is int else None)
+            self._fan_out(key, targets, Outgoing(text), offset)
 
     # -- helpers -------------------------------------------------------------
 
@@ -517,6 +598,38 @@ class ChatServer:
     @property
     def connections(self) -> list[Connection]:
         return list(self._connections)
+
+
+class _InFlight:
+    """How many of one connection's posts wait for the backplane; its reader waits
+    on :meth:`fewer_than` (a counter and one waiter, not a future per post)."""
+
+    __slots__ = ("count", "_below", "_waiter")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._below = 0
+        self._waiter: Optional[asyncio.Future[None]] = None
+
+    def done(self) -> None:
+        self.count -= 1
+        waiter = self._waiter
+        if waiter is not None and self.count < self._below and not waiter.done():
+            waiter.set_result(None)
+
+    async def fewer_than(self, n: int) -> None:
+        if self.count < n:
+            return
+        self._below = n
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+
+def _ignore(result: Sent) -> None:
+    """A presence event is best effort: a lost one is corrected by the next query."""
 
 
 def _bus_down(exc: BackplaneUnavailable) -> str:

@@ -39,6 +39,12 @@ class Settings:
     history_size: int = 100
     #: a room's history expires this long after its last post or read (seconds)
     history_ttl: float = 3600.0
+    #: an instance's presence entries expire this long after its last refresh (it
+    #: refreshes every third of it), so a killed instance's users vanish within it
+    presence_ttl: float = 30.0
+    #: members receive ``presence`` join/leave events (a user's first connection in
+    #: a room on any instance, its last one leaving)
+    presence_events: bool = False
     #: on stop (SIGTERM), how long connections get to take their 1012 close
     drain_timeout: float = 5.0
     #: how long a closing handshake may take before the TCP connection is dropped
@@ -82,8 +88,8 @@ class Settings:
                 raise ValueError(f"{name} must be positive (use None to turn it off)")
         if self.history_size < 0:
             raise ValueError("history_size must be 0 (off) or more")
-        if self.history_ttl <= 0 or self.drain_timeout <= 0:
-            raise ValueError("history_ttl and drain_timeout must be positive")
+        if self.history_ttl <= 0 or self.drain_timeout <= 0 or self.presence_ttl <= 0:
+            raise ValueError("history_ttl, presence_ttl and drain_timeout must be positive")
         if self.rate_burst is not None and self.rate_burst < 1:
             raise ValueError("rate_burst must be at least 1")
         if isinstance(self.origins, str):

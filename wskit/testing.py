@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
-from .backplane import MemoryBackplane
+from .backplane import MemoryBackplane, RoomPost, Sent
 from .exceptions import BackplaneUnavailable
 from .history import Page, Retention
 from .server import ChatServer
@@ -50,6 +50,10 @@ class MemoryTransport:
     async def receive(self) -> Incoming:
         if self.closed.is_set():
             return None
+        if not self.incoming.empty():
+            # a frame already buffered is returned without suspending, as aiohttp's
+            # and Starlette's receive() do: a burst is read in one loop tick
+            return self.incoming.get_nowait()
         getter = asyncio.ensure_future(self.incoming.get())
         closed = asyncio.ensure_future(self.closed.wait())
         try:
@@ -202,6 +206,8 @@ class GatedBackplane(MemoryBackplane):
         self.url = f"gated://{self.name}"
         self.up = True
         self._gates: dict[str, Gate] = {}
+        #: the size of every batch the server sent (:meth:`Backplane.send`), in order
+        self.batches: list[int] = []
 
     @property
     def subscribed(self) -> set[str]:
@@ -253,6 +259,10 @@ class GatedBackplane(MemoryBackplane):
         if not self.up:
             raise BackplaneUnavailable("gated backplane dropped")
         return await super().publish(channel, data)
+
+    async def send(self, posts: Sequence[RoomPost]) -> list[Sent]:
+        self.batches.append(len(posts))
+        return await super().send(posts)
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
                      retention: Retention) -> tuple[int, str]:

@@ -7,6 +7,9 @@ URL                    backend
 ``fakeredis://NAME``   fakeredis, one shared fake server per NAME in this
                        process (the default, so notebooks need no Redis)
 ``redis://...``        a real Redis (also ``rediss://`` and ``unix://``)
+``redis-cluster://``   a Redis Cluster with sharded pub/sub: ``redis-cluster://
+                       HOST:PORT[,HOST:PORT...]`` (also ``rediss-cluster://``;
+                       :mod:`.cluster`)
 ``none``               no backplane: a standalone instance
 =====================  ==================================================
 
@@ -20,11 +23,11 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigError
-from .base import Backplane, decode_envelope, encode_envelope
+from .base import Backplane, RoomPost, Sent, decode_envelope, encode_envelope
 from .memory import MemoryBackplane
 from .redis import RedisBackplane, redact, shared_fake_server
 
-__all__ = ["Backplane", "MemoryBackplane", "RedisBackplane", "from_url", "default_url",
+__all__ = ["Backplane", "RoomPost", "Sent", "MemoryBackplane", "RedisBackplane", "from_url", "default_url",
            "encode_envelope", "decode_envelope", "shared_fake_server"]
 
 ENV_VAR = "WSKIT_REDIS_URL"
@@ -46,7 +49,11 @@ def from_url(url: Optional[str] = None, *, client: Any = None) -> Optional[Backp
         return MemoryBackplane(urlsplit(url).netloc or "default")
     if scheme in ("redis", "rediss", "unix", "fakeredis"):
         return RedisBackplane(url)
+    if scheme in ("redis-cluster", "rediss-cluster"):
+        from .cluster import ClusterBackplane
+
+        return ClusterBackplane(url)
     raise ConfigError(
         f"unknown backplane URL {redact(url)!r}: expected memory://, fakeredis://, "
-        "redis://, rediss://, unix:// or 'none'"
+        "redis://, rediss://, unix://, redis-cluster://, rediss-cluster:// or 'none'"
     )

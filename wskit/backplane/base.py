@@ -34,15 +34,34 @@ import abc
 import asyncio
 import json
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
+from ..exceptions import BackplaneUnavailable
 from ..history import Page, Retention
 
 log = logging.getLogger("wskit.backplane")
 
 MessageHandler = Callable[[str, str], None]
 
-__all__ = ["Backplane", "MessageHandler", "encode_envelope", "decode_envelope"]
+__all__ = ["Backplane", "MessageHandler", "RoomPost", "Sent", "encode_envelope",
+           "decode_envelope"]
+
+
+class RoomPost(NamedTuple):
+    """One room post for :meth:`Backplane.send`: stored with the next offset of
+    history ``key`` and published (``append``), or only published (``key`` None).
+    A tuple: one is made per post, on the hot path."""
+
+    channel: str
+    origin: str
+    frame_text: str
+    key: Optional[str] = None
+    retention: Optional[Retention] = None
+
+
+#: what :meth:`Backplane.send` says of one post: its ``(offset, epoch)`` when it was
+#: stored, None when it was published only, or the error that stopped it
+Sent = Union[tuple[int, str], None, BackplaneUnavailable]
 
 
 def encode_envelope(origin: str, frame_text: str, offset: Optional[int] = None,
@@ -84,6 +103,9 @@ class Backplane(abc.ABC):
 
     #: the URL this backplane was made from, with any password hidden
     url: str = ""
+    #: room channels must carry the room's hash tag (``{ns}:{room:R}``) so that they
+    #: live in the slot of the room's history (a Redis Cluster)
+    hash_tagged_channels: bool = False
 
     def __init__(self) -> None:
         self.on_message: Optional[MessageHandler] = None
@@ -130,6 +152,48 @@ class Backplane(abc.ABC):
                    last: Optional[int] = None) -> Page:
         """History ``key``: entries after offset ``after``, or the ``last`` K, or just
         its position. Raises BackplaneUnavailable."""
+
+    async def send(self, posts: Sequence[RoomPost]) -> list[Sent]:
+        """Store and publish ``posts`` in order; one :data:`Sent` per post.
+
+        This default makes one call per post; a backend that can pipeline sends the
+        whole batch in one round trip (the server batches the posts of one loop
+        tick, so a busy room costs one round trip per tick, not one per post).
+        """
+        results: list[Sent] = []
+        for post in posts:
+            try:
+                if post.key is None:
+                    await self.publish(post.channel,
+                                       encode_envelope(post.origin, post.frame_text))
+                    results.append(None)
+                else:
+                    assert post.retention is not None
+                    results.append(await self.append(post.key, post.channel, post.origin,
+                                                     post.frame_text, post.retention))
+            except BackplaneUnavailable as exc:
+                results.append(exc)
+        return results
+
+    # -- presence (see wskit.presence): ``key`` is a room's history key ---------
+
+    @abc.abstractmethod
+    async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:
+        """Add (user, instance) to the room's presence, expiring after ``ttl`` s; True if
+        the user had no live entry before (its first connection anywhere)."""
+
+    @abc.abstractmethod
+    async def presence_leave(self, key: str, user: str, instance: str) -> bool:
+        """Remove (user, instance); True if the user has no live entry left."""
+
+    @abc.abstractmethod
+    async def presence_refresh(self, key: str, users: Sequence[str], instance: str,
+                               ttl: float) -> list[str]:
+        """Extend this instance's entries, drop expired ones; the users now gone."""
+
+    @abc.abstractmethod
+    async def presence_list(self, key: str) -> list[str]:
+        """Users with a live entry, sorted."""
 
     def want(self, channel: str) -> None:
         """Record that ``channel`` is wanted; :meth:`sync` applies it."""

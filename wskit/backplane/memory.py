@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 from ..history import MemoryStreams, Page, Retention
+from ..presence import MemoryPresence
 from .base import Backplane, encode_envelope
 
 __all__ = ["MemoryBackplane"]
@@ -22,6 +23,8 @@ _lock = threading.Lock()
 _buses: dict[str, dict[str, set[MemoryBackplane]]] = {}
 #: bus name -> the histories of its rooms
 _streams: dict[str, MemoryStreams] = {}
+#: bus name -> who is in its rooms
+_presence: dict[str, MemoryPresence] = {}
 
 
 class MemoryBackplane(Backplane):
@@ -56,6 +59,36 @@ class MemoryBackplane(Backplane):
     async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
                    last: Optional[int] = None) -> Page:
         return self.streams.read(key, retention, time.monotonic(), after=after, last=last)
+
+    @property
+    def presence(self) -> MemoryPresence:
+        """The bus's presence store (one per bus name, like its streams)."""
+        with _lock:
+            return _presence.setdefault(self.name, MemoryPresence())
+
+    # MemoryPresence never suspends, so each call runs whole under the bus lock
+    # (instances of one bus may run on several threads)
+
+    async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:
+        store = self.presence
+        with _lock:
+            return await store.presence_join(key, user, instance, ttl)
+
+    async def presence_leave(self, key: str, user: str, instance: str) -> bool:
+        store = self.presence
+        with _lock:
+            return await store.presence_leave(key, user, instance)
+
+    async def presence_refresh(self, key: str, users: Sequence[str], instance: str,
+                               ttl: float) -> list[str]:
+        store = self.presence
+        with _lock:
+            return await store.presence_refresh(key, list(users), instance, ttl)
+
+    async def presence_list(self, key: str) -> list[str]:
+        store = self.presence
+        with _lock:
+            return await store.presence_list(key)
 
     async def publish(self, channel: str, data: str) -> int:
         with _lock:

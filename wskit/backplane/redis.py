@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -32,7 +32,7 @@ from redis.asyncio.retry import Retry
 
 from ..exceptions import BackplaneUnavailable, ConfigError
 from ..history import Entry, Page, Retention, new_epoch
-from .base import Backplane
+from .base import Backplane, RoomPost, Sent, encode_envelope
 
 log = logging.getLogger("wskit.backplane")
 
@@ -83,6 +83,62 @@ local oldest = top + 1
 if #first > 0 then oldest = tonumber(string.match(first[1][1], '^(%d+)')) end
 return {top, epoch, oldest, entries}
 """
+
+# Presence: KEY:presence is a sorted set of JSON [user, instance] members scored by
+# their expiry in Redis's own clock (TIME), so instances' clocks never matter.
+_PRESENCE_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function present(key, user)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf')) do
+    if cjson.decode(m)[1] == user then return true end
+  end
+  return false
+end
+"""
+
+_PRESENCE_JOIN = _PRESENCE_NOW + """
+local key, user, ttl = KEYS[1], ARGV[1], tonumber(ARGV[3])
+local first = not present(key, user)
+redis.call('ZADD', key, now + ttl, cjson.encode({user, ARGV[2]}))
+redis.call('EXPIRE', key, math.ceil(ttl) + 1)
+if first then return 1 end
+return 0
+"""
+
+_PRESENCE_LEAVE = _PRESENCE_NOW + """
+local key, user = KEYS[1], ARGV[1]
+redis.call('ZREM', key, cjson.encode({user, ARGV[2]}))
+if present(key, user) then return 0 end
+return 1
+"""
+
+_PRESENCE_REFRESH = _PRESENCE_NOW + """
+local key, instance, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local expired = redis.call('ZRANGEBYSCORE', key, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+for i = 3, #ARGV do
+  redis.call('ZADD', key, now + ttl, cjson.encode({ARGV[i], instance}))
+end
+if #ARGV >= 3 then redis.call('EXPIRE', key, math.ceil(ttl) + 1) end
+local gone, seen = {}, {}
+for _, m in ipairs(expired) do
+  local user = cjson.decode(m)[1]
+  if not seen[user] and not present(key, user) then
+    gone[#gone + 1] = user
+  end
+  seen[user] = true
+end
+return gone
+"""
+
+_PRESENCE_LIST = _PRESENCE_NOW + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
+
+_SCRIPTS = {"append": _APPEND, "read": _READ, "presence_join": _PRESENCE_JOIN,
+            "presence_leave": _PRESENCE_LEAVE, "presence_refresh": _PRESENCE_REFRESH,
+            "presence_list": _PRESENCE_LIST}
 
 
 def shared_fake_server(name: str = "") -> Any:
@@ -154,6 +210,9 @@ class RedisBackplane(Backplane):
     Pass ``client=`` to inject an existing ``redis.asyncio.Redis`` (or a fakeredis
     one); it is then not closed by :meth:`stop`.
     """
+
+    #: what the append script publishes with (a cluster: SPUBLISH)
+    _publish_command = "PUBLISH"
 
     def __init__(self, url: str = "fakeredis://", *, client: aioredis.Redis | None = None,
                  max_backoff: float = 2.0, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
@@ -247,14 +306,77 @@ class RedisBackplane(Backplane):
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
                      retention: Retention) -> tuple[int, str]:
-        args = [channel, frame_text, retention.size, max(1, int(retention.ttl)), new_epoch(),
-                json.dumps(origin)]
+        args = self._append_args(channel, origin, frame_text, retention)
         try:
             offset, epoch = await self._script("append")(
                 keys=[f"{key}:meta", f"{key}:stream"], args=args)
         except (RedisError, OSError) as exc:
             raise BackplaneUnavailable(f"append to Redis at {self.url} failed: {exc}") from exc
         return int(offset), str(epoch)
+
+    async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:
+        return bool(await self._presence("join", key, [user, instance, ttl]))
+
+    async def presence_leave(self, key: str, user: str, instance: str) -> bool:
+        return bool(await self._presence("leave", key, [user, instance]))
+
+    async def presence_refresh(self, key: str, users: Sequence[str], instance: str,
+                               ttl: float) -> list[str]:
+        return [str(u) for u in await self._presence("refresh", key, [instance, ttl, *users])]
+
+    async def presence_list(self, key: str) -> list[str]:
+        members = await self._presence("list", key, [])
+        return sorted({json.loads(m)[0] for m in members})
+
+    async def _presence(self, op: str, key: str, args: list[Any]) -> Any:
+        try:
+            return await self._script(f"presence_{op}")(keys=[f"{key}:presence"], args=args)
+        except (RedisError, OSError) as exc:
+            raise BackplaneUnavailable(
+                f"presence {op} on Redis at {self.url} failed: {exc}") from exc
+
+    async def send(self, posts: Sequence[RoomPost]) -> list[Sent]:
+        """The batch in one pipeline: one round trip however many posts.
+
+        The pipeline starts with SCRIPT LOAD (cheap when the script is cached): an
+        EVALSHA can then never meet NOSCRIPT halfway through a batch after Redis
+        restarted, which would leave earlier posts unstored and later ones stored.
+        """
+        if len(posts) == 1:
+            return await super().send(posts)
+        pipe = self.client.pipeline(transaction=False)
+        if any(post.key is not None for post in posts):
+            pipe.script_load(_APPEND)
+            sha = self._script("append").sha
+        for post in posts:
+            if post.key is None:
+                pipe.publish(post.channel, encode_envelope(post.origin, post.frame_text))
+            else:
+                assert post.retention is not None
+                pipe.evalsha(sha, 2, f"{post.key}:meta", f"{post.key}:stream",
+                             *self._append_args(post.channel, post.origin, post.frame_text,
+                                                post.retention))
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            error = BackplaneUnavailable(f"send to Redis at {self.url} failed: {exc}")
+            return [error] * len(posts)
+        results: list[Sent] = []
+        for post, reply in zip(posts, replies[len(replies) - len(posts):]):
+            if isinstance(reply, Exception):
+                results.append(BackplaneUnavailable(
+                    f"send to Redis at {self.url} failed: {reply}"))
+            elif post.key is None:
+                results.append(None)
+            else:
+                results.append((int(reply[0]), str(reply[1])))
+        return results
+
+    @staticmethod
+    def _append_args(channel: str, origin: str, frame_text: str,
+                     retention: Retention) -> list[Any]:
+        return [channel, frame_text, retention.size, max(1, int(retention.ttl)), new_epoch(),
+                json.dumps(origin)]
 
     async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
                    last: Optional[int] = None) -> Page:
@@ -277,9 +399,12 @@ class RedisBackplane(Backplane):
         """The registered script (EVALSHA, falling back to EVAL after a Redis restart)."""
         script = self._scripts.get(name)
         if script is None:
-            source = _APPEND if name == "append" else _READ
-            script = self._scripts[name] = self.client.register_script(source)
+            script = self._scripts[name] = self.client.register_script(self._source(name))
         return script
+
+    def _source(self, name: str) -> str:
+        return _SCRIPTS[name].replace("redis.call('PUBLISH'",
+                                      f"redis.call('{self._publish_command}'")
 
     async def _apply(self, wanted: set[str]) -> None:
         pubsub = self._pubsub

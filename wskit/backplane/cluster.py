@@ -1,0 +1,336 @@
+"""``redis-cluster://HOST:PORT[,HOST:PORT...]``: a Redis Cluster with sharded pub/sub.
+
+Classic PUBLISH in a Redis Cluster is broadcast to *every* node, so pub/sub load
+does not spread however many shards there are. Redis 7's sharded pub/sub
+(SPUBLISH/SSUBSCRIBE) keeps a channel on the shard that owns its hash slot, so
+each shard carries only its own rooms' messages.
+
+Everything of one room lives in one slot: its channel ``{ns}:{room:R}``, its
+history stream and counter ``{ns}:{room:R}:meta|stream`` and its presence set
+``{ns}:{room:R}:presence`` share the hash tag ``{room:R}``, so the append script
+can store and SPUBLISH in one atomic step on the shard that owns the room.
+
+Subscriptions: one pub/sub connection per primary that owns a wanted channel
+(:class:`_Shard`). When a shard's connection fails, or Redis moves a channel's
+slot away (it then sends an unsolicited SUNSUBSCRIBE), the backplane reloads the
+cluster's topology and subscribes every wanted channel again where it now lives,
+logged like the single-Redis reconnects. A failover therefore pauses only the
+rooms of the failed shard, for about the cluster's ``cluster-node-timeout`` plus
+the time to notice (docs/scaling.md gives the measured bound).
+
+redis-py's asyncio ``RedisCluster`` routes commands and scripts by slot; its
+``ClusterPubSub`` (redis-py 8.0+) reads the shards' connections round-robin with
+a timeout, which would add latency, so listening is done here, one task per shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from typing import Any, Optional, Sequence
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.crc import key_slot
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+
+from ..exceptions import BackplaneUnavailable, ConfigError
+from .base import RoomPost, Sent
+from .redis import CONFIRM_TIMEOUT, RedisBackplane, redact
+
+log = logging.getLogger("wskit.backplane")
+
+__all__ = ["ClusterBackplane", "parse_cluster_url"]
+
+
+def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """``(startup nodes, connection options)`` of a ``redis-cluster://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis-cluster", "rediss-cluster"):
+        raise ConfigError(f"not a Redis Cluster URL: {redact(url)!r}")
+    auth, _, hosts = parts.netloc.rpartition("@")
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"bad node {item!r} in {redact(url)!r}: expected HOST:PORT")
+        nodes.append((host.strip("[]"), int(port)))
+    options: dict[str, Any] = {"ssl": parts.scheme == "rediss-cluster"}
+    if auth:
+        user, sep, password = auth.partition(":")
+        if sep:
+            if user:
+                options["username"] = unquote(user)
+            options["password"] = unquote(password)
+        else:
+            options["password"] = unquote(user)
+    return nodes, options
+
+
+def _by_slot(channels: set[str]) -> list[list[str]]:
+    slots: dict[int, list[str]] = {}
+    for channel in sorted(channels):
+        slots.setdefault(key_slot(channel.encode()), []).append(channel)
+    return list(slots.values())
+
+
+class _Shard:
+    """One pub/sub connection to one primary, and the channels subscribed on it."""
+
+    def __init__(self, backplane: ClusterBackplane, node: ClusterNode) -> None:
+        self.backplane = backplane
+        self.name = node.name
+        self.client = aioredis.Redis(
+            host=node.host, port=int(node.port), decode_responses=True,
+            retry=Retry(NoBackoff(), 0), socket_connect_timeout=3.0,
+            **backplane._options)
+        self.pubsub = self.client.pubsub()
+        self.channels: set[str] = set()
+        #: channels we asked to leave: their SUNSUBSCRIBE is not a slot moving away
+        self.leaving: set[str] = set()
+        self.confirm: dict[str, asyncio.Future[None]] = {}
+        self.task: Optional[asyncio.Task[None]] = None
+        self.closing = False
+
+    async def change(self, add: set[str], remove: set[str]) -> list[asyncio.Future[None]]:
+        loop = asyncio.get_running_loop()
+        waits = [self.confirm.setdefault(ch, loop.create_future()) for ch in add]
+        # recorded first: the listener may read the confirmations before we resume
+        self.channels = (self.channels | add) - remove
+        self.leaving |= remove
+        # one command per slot: SSUBSCRIBE refuses channels of several slots (CROSSSLOT)
+        for group in _by_slot(add):
+            await self.pubsub.ssubscribe(*group)
+        for group in _by_slot(remove):
+            await self.pubsub.sunsubscribe(*group)
+        if self.task is None:
+            self.task = loop.create_task(self._listen(), name=f"wskit-shard-{self.name}")
+        return waits
+
+    async def _listen(self) -> None:
+        try:
+            while True:
+                msg = await self.pubsub.get_message(timeout=None)
+                if msg is None:
+                    continue
+                kind, channel = msg["type"], msg["channel"]
+                if kind == "smessage":
+                    self.backplane._dispatch(channel, msg["data"])
+                elif kind == "ssubscribe":
+                    fut = self.confirm.pop(channel, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+                elif kind == "sunsubscribe" and channel in self.leaving:
+                    self.leaving.discard(channel)
+                elif kind == "sunsubscribe" and channel in self.channels:
+                    # we did not ask: Redis moved the slot elsewhere (resharding, failover)
+                    self.backplane._trouble(f"{channel} moved away from {self.name}")
+                    return
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as exc:
+            if not self.closing:
+                self.backplane._trouble(f"lost {self.name}: {exc or type(exc).__name__}")
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.wait({self.task})
+        for fut in self.confirm.values():
+            fut.cancel()
+        try:
+            await self.pubsub.aclose()
+            await self.client.aclose()
+        except (RedisError, OSError):
+            pass
+
+
+class _Script:
+    """EVALSHA, falling back to EVAL on the one node that lacks the script.
+
+    redis-py's registered scripts answer NOSCRIPT with SCRIPT LOAD on *every*
+    primary, which fails while one of them is down (and a promoted replica starts
+    with an empty script cache): the rooms of healthy shards must not depend on it.
+    """
+
+    def __init__(self, client: RedisCluster, source: str) -> None:
+        self.client, self.source = client, source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.client.eval(self.source, len(keys), *keys, *args)
+
+
+class ClusterBackplane(RedisBackplane):
+    """A Redis Cluster: commands and scripts routed by slot, sharded pub/sub."""
+
+    #: room channels carry the room's hash tag, so they share its history's slot
+    hash_tagged_channels = True
+    _publish_command = "SPUBLISH"
+
+    def __init__(self, url: str, *, confirm_timeout: float = CONFIRM_TIMEOUT,
+                 max_backoff: float = 0.5) -> None:
+        super().__init__(url, confirm_timeout=confirm_timeout, max_backoff=max_backoff)
+        self._nodes, self._options = parse_cluster_url(url)
+        self._cluster: Optional[RedisCluster] = None
+        self._shards: dict[str, _Shard] = {}
+        self._healthy = asyncio.Event()
+        self._repair = asyncio.Event()
+        self._supervisor: Optional[asyncio.Task[None]] = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy.is_set()
+
+    async def wait_healthy(self, timeout: float) -> None:
+        await asyncio.wait_for(self._healthy.wait(), timeout)
+
+    async def start(self) -> None:
+        cluster = self._cluster = RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in self._nodes],
+            decode_responses=True, socket_connect_timeout=3.0, socket_timeout=5.0,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3), **self._options)
+        # RedisBackplane's scripts and commands run on it, routed by slot
+        self._client = cluster  # type: ignore[assignment]
+        try:
+            await asyncio.wait_for(cluster.initialize(), self.confirm_timeout)
+        except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError) as exc:
+            await cluster.aclose()
+            self._client = self._cluster = None
+            raise BackplaneUnavailable(
+                f"cannot reach the Redis Cluster at {self.url}: {exc or type(exc).__name__}"
+            ) from exc
+        self._healthy.set()
+        self._supervisor = asyncio.get_running_loop().create_task(
+            self._supervise(), name="wskit-cluster-supervisor")
+
+    async def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.wait({self._supervisor})
+            self._supervisor = None
+        for shard in list(self._shards.values()):
+            await shard.close()
+        self._shards.clear()
+        self._healthy.clear()
+        if self._cluster is not None:
+            await self._cluster.aclose()
+            self._client = self._cluster = None
+
+    # -- publishing (history, presence and batches come from RedisBackplane) ----
+
+    def _script(self, name: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            assert self._cluster is not None
+            script = self._scripts[name] = _Script(self._cluster, self._source(name))
+        return script
+
+    async def publish(self, channel: str, data: str) -> int:
+        try:
+            return int(await self.client.execute_command("SPUBLISH", channel, data))
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise BackplaneUnavailable(
+                f"publish to the Redis Cluster at {self.url} failed: {exc}") from exc
+
+    async def send(self, posts: Sequence[RoomPost]) -> list[Sent]:
+        """Rooms in parallel, each room's posts in order (a room lives on one shard;
+        a pipeline per shard is left for later: scripts must be loaded per node)."""
+        results: list[Sent] = [None] * len(posts)
+        rooms: dict[str, list[int]] = {}
+        for i, post in enumerate(posts):
+            rooms.setdefault(post.channel, []).append(i)
+
+        async def one_room(indices: list[int]) -> None:
+            for i in indices:
+                results[i] = (await RedisBackplane.send(self, [posts[i]]))[0]
+
+        await asyncio.gather(*(one_room(ix) for ix in rooms.values()))
+        return results
+
+    # -- subscriptions ---------------------------------------------------------
+
+    async def _apply(self, wanted: set[str]) -> None:
+        cluster = self._cluster
+        if cluster is None:
+            return
+        try:
+            owners: dict[str, tuple[ClusterNode, set[str]]] = {}
+            for channel in wanted:
+                node = cluster.get_node_from_key(channel)
+                if node is None:
+                    raise RedisClusterException(f"no node owns {channel!r}")
+                owners.setdefault(node.name, (node, set()))[1].add(channel)
+        except (RedisClusterException, RedisError) as exc:
+            self._trouble(f"no owner for a channel: {exc}")
+            return
+        for name in [n for n in self._shards if n not in owners]:
+            await self._shards.pop(name).close()
+        waits: list[asyncio.Future[None]] = []
+        for name, (node, channels) in owners.items():
+            shard = self._shards.get(name)
+            if shard is None:
+                shard = self._shards[name] = _Shard(self, node)
+            try:
+                waits += await shard.change(channels - shard.channels,
+                                            shard.channels - channels)
+            except (RedisError, OSError) as exc:
+                # this shard only: the others go on; the supervisor retries it
+                if self._shards.get(name) is shard:
+                    del self._shards[name]
+                await shard.close()
+                self._trouble(f"subscribing on {name} failed: {exc}")
+        if waits:
+            # confirmed: Redis processed SSUBSCRIBE, every later SPUBLISH reaches us
+            done, _ = await asyncio.wait(waits, timeout=self.confirm_timeout)
+            if len(done) < len(waits):
+                log.warning("Redis Cluster did not confirm %d subscription(s) in %gs",
+                            len(waits) - len(done), self.confirm_timeout)
+
+    def _trouble(self, why: str) -> None:
+        """A shard failed or a slot moved: repair in the supervisor."""
+        if self._healthy.is_set():
+            log.warning("backplane %s: %s; following the cluster's topology, messages of "
+                        "the shard's rooms stay on this instance meanwhile", self.url, why)
+        self._healthy.clear()
+        self._repair.set()
+
+    async def _supervise(self) -> None:
+        """Reload the topology and resubscribe everything, with backoff, until whole."""
+        while True:
+            await self._repair.wait()
+            down_since, backoff = time.monotonic(), 0.05
+            while True:
+                self._repair.clear()
+                assert self._cluster is not None
+                try:
+                    await self._cluster.nodes_manager.initialize()
+                except (RedisError, RedisClusterException, OSError) as exc:
+                    log.debug("cluster topology not reloaded yet: %s", exc)
+                else:
+                    for shard in [s for s in self._shards.values()
+                                  if s.task is not None and s.task.done()]:
+                        if self._shards.get(shard.name) is shard:
+                            del self._shards[shard.name]
+                        await shard.close()
+                    await self.sync()
+                    if not self._repair.is_set():
+                        break
+                await asyncio.sleep(backoff)  # backoff between attempts
+                backoff = min(backoff * 2, self._max_backoff)
+            self.reconnects += 1
+            self._healthy.set()
+            log.warning("backplane %s: resubscribed %d channel(s) on %d shard(s) after %.1fs",
+                        self.url, len(self._wanted), len(self._shards),
+                        time.monotonic() - down_since)
