@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="default: SOURCE/student")
 
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat", "held"), default="fanout")
+    p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat", "held", "cluster"),
+                   default="fanout")
     p.add_argument("--quick", action="store_true", help="a short run, about a minute")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--rounds", type=int, default=None)

@@ -53,8 +53,9 @@ class LocalCluster:
 
     def __init__(self, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 1000
                  ) -> None:
-        if masters < 3:
-            raise ValueError("a Redis Cluster needs at least 3 masters")
+        if masters < 1 or (masters < 3 and replicas):
+            raise ValueError("at least 1 master; replicas need at least 3 masters "
+                             "(redis-cli --cluster create)")
         self.masters, self.replicas, self.node_timeout_ms = masters, replicas, node_timeout_ms
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self._dir: Optional[tempfile.TemporaryDirectory[str]] = None
@@ -79,16 +80,30 @@ class LocalCluster:
             deadline = time.monotonic() + timeout
             for port in self.procs:
                 self._wait_ping(port, deadline)
-            subprocess.run(
-                ["redis-cli", "--cluster", "create",
-                 *(f"127.0.0.1:{p}" for p in self.ports),
-                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-                check=True, capture_output=True, timeout=timeout)
+            if self.masters >= 3:
+                subprocess.run(
+                    ["redis-cli", "--cluster", "create",
+                     *(f"127.0.0.1:{p}" for p in self.ports),
+                     "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                    check=True, capture_output=True, timeout=timeout)
+            else:  # redis-cli wants 3 masters: 1 or 2 (for a scaling curve) by hand
+                self._assign_by_hand()
             self.wait_ok(max(0.0, deadline - time.monotonic()))
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _assign_by_hand(self) -> None:
+        ports = self.ports
+        step = 16384 // len(ports)
+        for i, port in enumerate(ports):
+            last = 16383 if i == len(ports) - 1 else (i + 1) * step - 1
+            with self._client(port) as client:
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * step, last)
+                for other in ports:
+                    if other != port:
+                        client.execute_command("CLUSTER", "MEET", "127.0.0.1", other)
 
     def _spawn(self, port: int) -> None:
         assert self._dir is not None

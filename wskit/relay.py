@@ -149,10 +149,10 @@ class Relay:
         else:
             post = RoomPost(self.room_channel(room), f"{self.instance_id}/{sender}", frame_text,
                             self.history_key(room), retention)
-        # One lane per backend connection order: a single Redis publishes in the order
-        # it receives, so one lane keeps every room in order and batches them all; on
-        # a cluster every room is its own lane, so a failed shard stalls only its rooms.
-        lane = post.channel if self.backplane.hash_tagged_channels else ""
+        # A single Redis publishes in the order it receives: one lane keeps every room
+        # in order and batches them all. A cluster has a lane per shard, so a failed
+        # shard stalls only its own rooms.
+        lane = self.backplane.lane(post.channel)
         queue = self._lanes.get(lane)
         if queue is None:
             queue = self._lanes[lane] = []

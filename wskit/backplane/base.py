@@ -153,6 +153,11 @@ class Backplane(abc.ABC):
         """History ``key``: entries after offset ``after``, or the ``last`` K, or just
         its position. Raises BackplaneUnavailable."""
 
+    def lane(self, channel: str) -> str:
+        """Posts of one lane are sent in order, one batch at a time; lanes run in
+        parallel. One lane here: a single server publishes in the order it receives."""
+        return ""
+
     async def send(self, posts: Sequence[RoomPost]) -> list[Sent]:
         """Store and publish ``posts`` in order; one :data:`Sent` per post.
 

@@ -37,10 +37,10 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.crc import key_slot
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from ..exceptions import BackplaneUnavailable, ConfigError
-from .base import RoomPost, Sent
+from .base import RoomPost, Sent, encode_envelope
 from .redis import CONFIRM_TIMEOUT, RedisBackplane, redact
 
 log = logging.getLogger("wskit.backplane")
@@ -70,6 +70,12 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
         else:
             options["password"] = unquote(user)
     return nodes, options
+
+
+def _not_run(error: Exception) -> bool:
+    """A reply saying the command did not run here (safe to retry elsewhere)."""
+    return isinstance(error, NoScriptError) or str(error).split(" ", 1)[0] in (
+        "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 
 
 def _by_slot(channels: set[str]) -> list[list[str]]:
@@ -244,19 +250,53 @@ class ClusterBackplane(RedisBackplane):
             raise BackplaneUnavailable(
                 f"publish to the Redis Cluster at {self.url} failed: {exc}") from exc
 
+    def lane(self, channel: str) -> str:
+        """The shard that owns the channel now: its posts are batched together."""
+        try:
+            node = self._cluster.get_node_from_key(channel) if self._cluster else None
+        except (RedisClusterException, RedisError):
+            node = None
+        return node.name if node is not None else channel
+
     async def send(self, posts: Sequence[RoomPost]) -> list[Sent]:
-        """Rooms in parallel, each room's posts in order (a room lives on one shard;
-        a pipeline per shard is left for later: scripts must be loaded per node)."""
-        results: list[Sent] = [None] * len(posts)
-        rooms: dict[str, list[int]] = {}
-        for i, post in enumerate(posts):
-            rooms.setdefault(post.channel, []).append(i)
-
-        async def one_room(indices: list[int]) -> None:
-            for i in indices:
-                results[i] = (await RedisBackplane.send(self, [posts[i]]))[0]
-
-        await asyncio.gather(*(one_room(ix) for ix in rooms.values()))
+        """One shard's posts in one pipeline (one round trip). A post the pipeline
+        could not run (NOSCRIPT on a promoted replica, a slot that moved) is retried
+        on its own, in order, through the paths that follow redirections."""
+        if len(posts) == 1:
+            return await RedisBackplane.send(self, posts)
+        assert self._cluster is not None
+        script = self._script("append")
+        pipe = self._cluster.pipeline()
+        for post in posts:
+            if post.key is None:
+                pipe.execute_command("SPUBLISH", post.channel,
+                                     encode_envelope(post.origin, post.frame_text))
+            else:
+                assert post.retention is not None
+                # (redis-py blocks pipe.evalsha() in cluster mode; the command itself
+                # is routed by its keys like any other)
+                pipe.execute_command("EVALSHA", script.sha, 2, f"{post.key}:meta",
+                                     f"{post.key}:stream",
+                             *self._append_args(post.channel, post.origin, post.frame_text,
+                                                post.retention))
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # which commands ran is unknown: retrying could store a post twice
+            error = BackplaneUnavailable(
+                f"send to the Redis Cluster at {self.url} failed: {exc or type(exc).__name__}")
+            return [error] * len(posts)
+        results: list[Sent] = []
+        for post, reply in zip(posts, replies):
+            if isinstance(reply, (NoScriptError, ResponseError)) and _not_run(reply):
+                results.append((await RedisBackplane.send(self, [post]))[0])
+            elif isinstance(reply, Exception):
+                results.append(BackplaneUnavailable(
+                    f"send to the Redis Cluster at {self.url} failed: {reply}"))
+            elif post.key is None:
+                results.append(None)
+            else:
+                results.append((int(reply[0]), str(reply[1])))
         return results
 
     # -- subscriptions ---------------------------------------------------------

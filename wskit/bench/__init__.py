@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m wskit bench [fanout|heartbeat|held]``.
+"""Benchmarks: ``python -m wskit bench [fanout|heartbeat|held|cluster]``.
 
 Every figure is measured in one run and compared side by side (ratios), because
 these machines are shared and noisy: an absolute number from another day means
@@ -30,6 +30,10 @@ def main(args: argparse.Namespace) -> int:
         rows = asyncio.run(held.run(n=n, hold=3.0 if args.quick else 10.0))
         print(json.dumps([vars(r) for r in rows], indent=2) if args.json else held.table(rows))
         return 0 if all(r.closed == 0 and r.post_reached == r.connections for r in rows) else 1
+    if args.suite == "cluster":
+        from . import cluster
+
+        return cluster.main(args)
     from . import fanout
 
     return fanout.main(args)

@@ -174,7 +174,7 @@ WSKIT = Dialect(_wskit_path, lambda r: _json({"type": "join", "roomId": r}),
                 lambda r, c: _json({"type": "message", "roomId": r, "content": c}))
 DIALECTS = {
     "raw-aiohttp": Dialect(lambda u: "/ws", None, WSKIT.post),
-    "wskit-aiohttp": WSKIT, "wskit-fastapi": WSKIT, "wskit-2x": WSKIT, "wskit-2x-nohist": WSKIT,
+    "wskit-aiohttp": WSKIT, "wskit-fastapi": WSKIT, "wskit-2x": WSKIT, "wskit-2x-nohist": WSKIT, "wskit-3x": WSKIT,
     "seed-aiohttp": WSKIT,
     "seed-fastapi": Dialect(lambda u: f"/ws/{u}",
                             lambda r: _json({"action": "join_room", "room_id": r}),

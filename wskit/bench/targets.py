@@ -16,6 +16,8 @@ kind                what
 ``wskit-2x``        two wskit instances (aiohttp + FastAPI) in one process,
                     joined by a backplane (``--redis``; default fakeredis)
 ``wskit-2x-nohist`` the same with history off (``history_size=0``)
+``wskit-3x``        three instances (aiohttp, FastAPI, aiohttp) in one process on
+                    ``--redis`` (a Redis or a ``redis-cluster://`` URL)
 ==================  ==========================================================
 """
 
@@ -51,7 +53,7 @@ def _bind_with_sndbuf(host: str, port: int) -> socket.socket:
 _bind = runner.bind_socket
 runner.bind_socket = _bind_with_sndbuf
 KINDS = ("raw-aiohttp", "wskit-aiohttp", "wskit-fastapi", "seed-aiohttp", "seed-fastapi",
-         "wskit-2x", "wskit-2x-nohist")
+         "wskit-2x", "wskit-2x-nohist", "wskit-3x")
 
 
 def raw_app() -> web.Application:
@@ -92,6 +94,11 @@ async def run(kind: str, redis: str | None) -> None:
             handles.append(await serve(fw, name=f"bench-{fw}", backplane=redis or "fakeredis://bench",
                                        secret=SECRET, max_message_size=1 << 20,
                                        namespace=namespace, history_size=history))
+    elif kind == "wskit-3x":
+        namespace = f"bench{time.time_ns()}"
+        for i, fw in enumerate(("aiohttp", "fastapi", "aiohttp")):
+            handles.append(await serve(fw, name=f"bench-{i}", backplane=redis or "fakeredis://bench",
+                                       secret=SECRET, namespace=namespace))
     elif kind == "seed-aiohttp":
         seed_a: Any = importlib.import_module("wskit.seed.aiohttp_manager")
         seed_a.time = time  # the one missing import
