@@ -33,7 +33,7 @@ def _errors(nb) -> list[tuple[str, dict]]:
 
 
 def test_the_notebooks_are_in_course_order() -> None:
-    assert [n[:2] for n in ALL] == ["00", "01", "02", "03", "04", "05", "06", "07"]
+    assert [n[:2] for n in ALL] == ["00", "01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -58,7 +58,7 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
 
 
 #: notebooks with exercises: how many checks each has
-EXERCISES = {"05_exercises.ipynb": 5, "07_recovery.ipynb": 2}
+EXERCISES = {"05_exercises.ipynb": 5, "07_recovery.ipynb": 2, "08_scale_presence.ipynb": 1}
 
 
 @pytest.mark.timeout(300)

@@ -17,7 +17,7 @@ from .runner import serve
 from .server import ChatServer
 from .teaching import ExerciseFailed, attempt, expect, passed
 
-__all__ = ["check_slash_commands", "check_private_messages", "check_typing_tracker",
+__all__ = ["check_presence_expiry", "check_slash_commands", "check_private_messages", "check_typing_tracker",
            "check_rate_limiter", "check_members_across_instances", "check_full_jitter",
            "check_history_to_live"]
 
@@ -278,3 +278,38 @@ def check_history_to_live(merge: Callable[[list[dict[str, Any]], list[dict[str, 
                f"since {since}, top {top}, buffered {first_buffered}..{last_live}: delivered "
                f"offsets {offsets}, expected {want}", hint)
     return passed(name, "50 random rejoins: no gap, no duplicate, in order")
+
+
+# -- notebook 08: presence ---------------------------------------------------------
+
+def check_presence_expiry(alive_users: Callable[[list[tuple[str, str, float]], float],
+                                                list[str]]) -> None:
+    """``alive_users(entries, now)``: the users present at ``now``.
+
+    ``entries`` are ``(user, instance, expires_at)``; an entry counts while
+    ``expires_at > now``; a user is present while any of its entries counts (a
+    user with tabs on two instances). Random rooms against wskit's own store:
+    a fixed list, ignoring expiry, or counting entries instead of users fails.
+    """
+    import random
+
+    from .presence import MemoryPresence
+
+    name = "Exercise 8.1 (presence with expiry)"
+    hint = ("keep the entries whose expires_at is after now, then the distinct users of "
+            "those, sorted: one live entry (any instance) is enough")
+    rng = random.Random()
+    for _ in range(200):
+        now = rng.uniform(100, 1000)
+        pairs = {(f"u{rng.randrange(6)}", f"i{rng.randrange(3)}") for _ in range(rng.randrange(12))}
+        entries = [(u, i, now + rng.uniform(-30, 30)) for u, i in sorted(pairs)]
+        rng.shuffle(entries)
+        store = MemoryPresence(clock=lambda: now)  # wskit's own store, same room
+        for user, instance, expires in entries:
+            store._rooms.setdefault("r", {})[(user, instance)] = expires
+        want = store.users("r")
+        got = attempt(name, hint, alive_users, list(entries), now)
+        expect(name, isinstance(got, list), f"return a list, got {type(got).__name__}", hint)
+        expect(name, got == want, f"at now={now:.1f} with {len(entries)} entries you said "
+               f"{got}, the present users are {want}", hint)
+    return passed(name, "200 random rooms agree with wskit's presence store")

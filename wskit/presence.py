@@ -96,6 +96,10 @@ class MemoryPresence:
         return gone
 
     async def presence_list(self, room: str) -> list[str]:
+        return self.users(room)
+
+    def users(self, room: str) -> list[str]:
+        """The users with a live entry in ``room``, sorted (synchronous)."""
         return sorted({u for u, _ in self._alive(room, self.clock())})
 
 

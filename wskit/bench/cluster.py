@@ -25,10 +25,12 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,8 +156,23 @@ async def measure(url: str, rooms: int, posts: int) -> tuple[float, bool]:
         target.stop()
 
 
+def _cpu_seconds(pids: list[int]) -> list[float]:
+    """utime + stime of each process, from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = []
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out.append((int(fields[11]) + int(fields[12])) / ticks)
+    return out
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run(rounds: int, rooms: int, posts: int,
-        progress: Any = print) -> list[Row]:
+        progress: Any = _progress) -> list[Row]:
     if not available() or shutil.which("redis-server") is None:
         raise SystemExit("bench cluster needs redis-server and redis-cli")
     rows: list[Row] = []
@@ -165,13 +182,19 @@ def run(rounds: int, rooms: int, posts: int,
             if setup == "redis":
                 one = _OneRedis()
                 try:
+                    before = _cpu_seconds([one.proc.pid])
                     rate, ok = asyncio.run(measure(one.url, rooms, posts))
+                    cpu = [a - b for a, b in zip(_cpu_seconds([one.proc.pid]), before)]
                 finally:
                     one.stop()
             else:
                 with LocalCluster(masters=int(setup[-1]), replicas=0) as cluster:
+                    pids = [p.pid for p in cluster.procs.values()]
+                    before = _cpu_seconds(pids)
                     rate, ok = asyncio.run(measure(cluster.url, rooms, posts))
-            rows.append(Row(setup, rnd, rate, ok))
+                    cpu = [a - b for a, b in zip(_cpu_seconds(pids), before)]
+            # the second method: where the Redis work went (CPU seconds per shard)
+            rows.append(Row(setup, rnd, rate, ok, {"redis_cpu_s": sorted(cpu, reverse=True)}))
     return rows
 
 
@@ -183,8 +206,12 @@ def summarize(rows: list[Row]) -> list[dict[str, Any]]:
         for r in mine:
             base = next(b for b in rows if b.round == r.round and b.setup == "redis")
             ratios.append(r.deliveries_per_s / base.deliveries_per_s)
+        busiest = [r.extra["redis_cpu_s"][0] for r in mine]
+        total = [sum(r.extra["redis_cpu_s"]) for r in mine]
         out.append({"setup": setup, "deliveries_per_s": statistics.median(
             r.deliveries_per_s for r in mine), "vs_one_redis": statistics.median(ratios),
+            "busiest_shard_cpu_s": statistics.median(busiest),
+            "all_shards_cpu_s": statistics.median(total),
             "complete": all(r.complete for r in mine), "rounds": len(mine)})
     return out
 
@@ -199,9 +226,11 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(f"1000 rooms, 3 instances, {posts} posts, 2 deliveries each; "
               f"{rounds} round(s), medians")
-        print(f"{'setup':10s} {'deliv/s':>9s} {'x one Redis':>12s}")
+        print(f"{'setup':10s} {'deliv/s':>9s} {'x one Redis':>12s} {'busiest shard CPU s':>20s} "
+              f"{'all shards CPU s':>17s}")
         for s in summary:
-            print(f"{s['setup']:10s} {s['deliveries_per_s']:9.0f} {s['vs_one_redis']:12.2f}"
+            print(f"{s['setup']:10s} {s['deliveries_per_s']:9.0f} {s['vs_one_redis']:12.2f} "
+                  f"{s['busiest_shard_cpu_s']:20.2f} {s['all_shards_cpu_s']:17.2f}"
                   + ("" if s["complete"] else "  (incomplete)"))
     return 0 if all(s["complete"] for s in summary) else 1
 
