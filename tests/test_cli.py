@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from processes import first_line, interrupt, spawn
+from processes import first_line, interrupt, spawn, stderr_of
 
 import wskit
 from wskit.cli import main
@@ -42,9 +42,10 @@ async def test_serve_port_in_use_is_a_clear_error() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         proc = await spawn("serve", "--port", str(busy.getsockname()[1]), "--redis", "none")
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
-    assert b"wskit: error: cannot listen on" in err
+    assert "wskit: error: cannot listen on" in stderr_of(proc)
+    assert await interrupt(proc) == 1  # already exited: this only closes its stderr file
 
 
 @pytest.mark.slow
