@@ -19,9 +19,16 @@ async def spawn(*args: str) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "wskit", *args,
         stdout=asyncio.subprocess.PIPE, stderr=log,
-        env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT dumps every thread's stack
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack
+        # Ctrl-C must reach the child even when the tests themselves run in the
+        # background (`cmd &` in a script ignores SIGINT, and children inherit that)
+        preexec_fn=_default_sigint)
     _stderr[proc.pid] = log
     return proc
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stderr_of(proc: asyncio.subprocess.Process, tail: int = 4000) -> str:
