@@ -12,7 +12,7 @@ import contextlib
 import signal
 import logging
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Coroutine, Optional, Sequence
 
 from . import __version__
 from .auth import issue_token
@@ -163,14 +163,31 @@ async def _serve(args: argparse.Namespace) -> None:
     handle = await serve(args.framework, host=args.host, port=args.port, name="cli",
                          **_settings(args, instance_name=args.framework))
     print(handle.url, flush=True)
-    stopping: set[asyncio.Task[None]] = set()
-
-    def on_sigterm() -> None:  # a deploy's stop: drain (1012), so clients reconnect elsewhere
-        stopping.add(asyncio.get_running_loop().create_task(handle.stop()))
-
-    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+    _stop_on_signals(handle.stop)
     await handle.serve_forever()
+
+
+_stopping: set[asyncio.Task[None]] = set()
+
+
+def _stop_on_signals(stop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """SIGTERM (a deploy) and Ctrl-C drain: 1012 to every client, then exit 0.
+
+    Ctrl-C is handled on the loop too: left to Python 3.10's asyncio.run, the
+    KeyboardInterrupt lands wherever the loop happens to be, possibly inside a
+    library's ``async with lock``, and the shutdown then waits on that lock forever.
+    A second Ctrl-C interrupts at once.
+    """
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if sig == signal.SIGINT:
+            loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C: KeyboardInterrupt
+        _stopping.add(loop.create_task(stop()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
+            loop.add_signal_handler(sig, on_signal, sig)
 
 
 async def _demo(args: argparse.Namespace) -> None:
@@ -185,6 +202,12 @@ async def _demo(args: argparse.Namespace) -> None:
         if not args.dev_tokens:
             print("get a token with: python -m wskit token NAME  (or run with --dev-tokens)",
                   flush=True)
+
+        async def stop_all() -> None:
+            for h in handles:
+                await h.stop()
+
+        _stop_on_signals(stop_all)
         await asyncio.gather(*(h.serve_forever() for h in handles))
     finally:
         for h in handles:
