@@ -129,6 +129,7 @@ class Presence:
         self._pending: dict[tuple[str, str], None] = {}
         self._worker: Optional[asyncio.Task[None]] = None
         self._refresher: Optional[asyncio.Task[None]] = None
+        self._paused = False
         #: one store operation sequence at a time: a refresh must never re-add an
         #: entry that a concurrent leave just removed
         self._lock = asyncio.Lock()
@@ -137,20 +138,29 @@ class Presence:
         self._refresher = asyncio.get_running_loop().create_task(
             self._refresh_loop(), name=f"wskit-presence-{self.instance}")
 
+    def pause(self) -> None:
+        """Record changes but apply none until :meth:`stop` (a draining server closes
+        every connection at once: their store round trips wait until the closes are out)."""
+        self._paused = True
+
     async def stop(self) -> None:
-        """Apply what is pending, then remove this instance's entries (a clean stop
-        vanishes at once; a killed instance after the TTL)."""
+        """Apply what is pending, then remove this instance's entries, announcing the
+        users that leave (a clean stop vanishes at once; a killed instance after the TTL)."""
         if self._refresher is not None:
             self._refresher.cancel()
             await asyncio.wait({self._refresher})
             self._refresher = None
         await self.idle()
+        self._paused = False
+        await self._apply()
         async with self._lock:
             for room, user in sorted(self.applied):
                 try:
-                    await self.store.presence_leave(room, user, self.instance)
+                    last = await self.store.presence_leave(room, user, self.instance)
                 except BackplaneUnavailable:
                     break  # the entries expire on their own
+                if last:
+                    self._tell(room, user, "leave")
             self.applied.clear()
 
     async def idle(self) -> None:
@@ -167,6 +177,8 @@ class Presence:
 
     def _changed(self, key: tuple[str, str]) -> None:
         self._pending[key] = None
+        if self._paused:
+            return
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(
                 self._apply(), name=f"wskit-presence-apply-{self.instance}")

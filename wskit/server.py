@@ -123,6 +123,7 @@ class ChatServer:
         """Drain: close every connection with 1012 (pending frames flushed first), so
         clients reconnect, elsewhere if need be, and recover what they miss; then
         the backplane. Closing takes at most ``drain_timeout`` s in all."""
+        self.presence.pause()  # the closes first; presence catches up in its stop()
         closing = [asyncio.ensure_future(c.close(code, reason, flush=True))
                    for c in list(self._connections)]
         if closing:
