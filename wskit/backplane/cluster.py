@@ -41,7 +41,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 
 from ..exceptions import BackplaneUnavailable, ConfigError
 from .base import RoomPost, Sent, encode_envelope
-from .redis import CONFIRM_TIMEOUT, RedisBackplane, redact
+from .redis import CONFIRM_TIMEOUT, RedisBackplane, redact, sent_of
 
 log = logging.getLogger("wskit.backplane")
 
@@ -290,13 +290,8 @@ class ClusterBackplane(RedisBackplane):
         for post, reply in zip(posts, replies):
             if isinstance(reply, (NoScriptError, ResponseError)) and _not_run(reply):
                 results.append((await RedisBackplane.send(self, [post]))[0])
-            elif isinstance(reply, Exception):
-                results.append(BackplaneUnavailable(
-                    f"send to the Redis Cluster at {self.url} failed: {reply}"))
-            elif post.key is None:
-                results.append(None)
             else:
-                results.append((int(reply[0]), str(reply[1])))
+                results.append(sent_of(post, reply, f"the Redis Cluster at {self.url}"))
         return results
 
     # -- subscriptions ---------------------------------------------------------

@@ -141,6 +141,16 @@ _SCRIPTS = {"append": _APPEND, "read": _READ, "presence_join": _PRESENCE_JOIN,
             "presence_list": _PRESENCE_LIST}
 
 
+def sent_of(post: RoomPost, reply: Any, where: str) -> Sent:
+    """What one pipelined reply says of its post: ``(offset, epoch)`` for an append,
+    None for a publication, or the error."""
+    if isinstance(reply, Exception):
+        return BackplaneUnavailable(f"send to {where} failed: {reply}")
+    if post.key is None:
+        return None
+    return int(reply[0]), str(reply[1])
+
+
 def shared_fake_server(name: str = "") -> Any:
     """The process-wide ``fakeredis.FakeServer`` behind ``fakeredis://NAME``.
 
@@ -361,16 +371,8 @@ class RedisBackplane(Backplane):
         except (RedisError, OSError) as exc:
             error = BackplaneUnavailable(f"send to Redis at {self.url} failed: {exc}")
             return [error] * len(posts)
-        results: list[Sent] = []
-        for post, reply in zip(posts, replies[len(replies) - len(posts):]):
-            if isinstance(reply, Exception):
-                results.append(BackplaneUnavailable(
-                    f"send to Redis at {self.url} failed: {reply}"))
-            elif post.key is None:
-                results.append(None)
-            else:
-                results.append((int(reply[0]), str(reply[1])))
-        return results
+        return [sent_of(post, reply, f"Redis at {self.url}")
+                for post, reply in zip(posts, replies[len(replies) - len(posts):])]
 
     @staticmethod
     def _append_args(channel: str, origin: str, frame_text: str,
