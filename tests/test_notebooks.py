@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from wskit.exercises import EXERCISES as ALL_EXERCISES, for_notebook
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 CELL_TIMEOUT = 90
@@ -33,7 +35,7 @@ def _errors(nb) -> list[tuple[str, dict]]:
 
 
 def test_the_notebooks_are_in_course_order() -> None:
-    assert [n[:2] for n in ALL] == ["00", "01", "02", "03", "04", "05", "06", "07", "08"]
+    assert [n[:2] for n in ALL] == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09"]
 
 
 def _committed(name: str) -> str:
@@ -64,6 +66,10 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
     started = time.monotonic()
     nb = _execute(NOTEBOOKS / name)
     assert not _errors(nb)
+    # planned faults print as plain output: nothing lands in Jupyter's red stderr box
+    stderr = [(c.source[:60], o.get("text", "")[:200]) for c in nb.cells if c.cell_type == "code"
+              for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert not stderr, stderr
     last = [c for c in nb.cells if c.cell_type == "code"][-1]
     text = "".join(o.get("text", "") for o in last.get("outputs", []))
     # every notebook ends on a check the reader runs
@@ -71,8 +77,8 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
     print(f"{name}: {time.monotonic() - started:.1f}s")
 
 
-#: notebooks with exercises: how many checks each has
-EXERCISES = {"05_exercises.ipynb": 5, "07_recovery.ipynb": 2, "08_scale_presence.ipynb": 1}
+#: notebooks with exercises: how many checks each has (from the course's registry)
+EXERCISES = {f"{stem}.ipynb": len(for_notebook(stem)) for stem in {e.notebook for e in ALL_EXERCISES}}
 
 
 @pytest.mark.timeout(300)
@@ -108,3 +114,29 @@ def test_other_notebooks_have_no_solution_cells() -> None:
             continue
         nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
         assert not any(is_solution_cell(c) for c in nb["cells"]), name
+
+
+def test_the_course_has_ten_exercises_or_more_each_with_a_check_cell() -> None:
+    assert len(ALL_EXERCISES) >= 10
+    for exercise in ALL_EXERCISES:
+        nb = json.loads((NOTEBOOKS / f"{exercise.notebook}.ipynb").read_text(encoding="utf-8"))
+        assert nb["metadata"]["wskit"]["notebook"] == exercise.notebook
+        sources = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+        assert f'exercises.about("{exercise.key}")' in sources, exercise.key
+        checks = [c for c in nb["cells"] if "check" in c["metadata"].get("tags", [])
+                  and exercise.check.__name__ in "".join(c["source"])]
+        assert checks, f"{exercise.key}: no cell tagged 'check' calls {exercise.check.__name__}"
+        assert len(exercise.hints) >= 2 and exercise.minutes > 0
+
+
+@pytest.mark.timeout(120)
+def test_the_rendered_course_holds_the_outputs(tmp_path: Path) -> None:
+    """``python -m wskit course-html`` (CI builds the whole course): one notebook here."""
+    from wskit.course import build_html
+
+    pages = build_html(NOTEBOOKS, tmp_path, names=["00_start_here.ipynb"])
+    assert [p.name for p in pages] == ["00_start_here.html", "index.html"]
+    page = pages[0].read_text(encoding="utf-8")
+    assert "✓ two clients chatted through a server running inside this notebook" in page
+    assert "HTTP/1.1 101 Switching Protocols" in page  # an output, not only the source
+    assert 'href="00_start_here.html"' in pages[1].read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m wskit {serve,token,fakeredis,demo,student-copies,bench}``.
+"""Command line: ``python -m wskit {serve,token,fakeredis,demo,student-copies,grade,course-html,bench}``.
 
 Every command that starts something prints the URL(s) to use on stdout, flushed,
 once it is listening, then serves until interrupted (Ctrl-C exits with 0).
@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", default="notebooks", help="folder of notebooks")
     p.add_argument("--out", default=None, help="default: SOURCE/student")
 
+    p = sub.add_parser("grade", help="grade collected notebooks: a table, optionally a CSV")
+    from .grading import add_arguments
+    add_arguments(p)
+
+    p = sub.add_parser("course-html", help="execute the notebooks, write them as static HTML")
+    from .course import add_arguments as add_course_arguments
+    add_course_arguments(p)
+
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat", "held", "cluster"),
                    default="fanout")
@@ -137,6 +145,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "fakeredis":
             return _fakeredis(args)
+        if args.command == "course-html":
+            from .course import run as build_course
+
+            return build_course(args)
+        if args.command == "grade":
+            from .grading import run
+
+            return run(args)
         if args.command == "student-copies":
             from pathlib import Path
 

@@ -26,6 +26,7 @@ import inspect
 import itertools
 import json
 import logging
+import ssl as ssl_module
 import threading
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Union
 from urllib.parse import urlencode, urlsplit
@@ -92,7 +93,8 @@ class Client:
                  max_msg_size: int = 4 * 1024 * 1024, protocol_pongs: bool = True,
                  welcome: bool = True, reconnect: bool = False,
                  backoff: Optional[Backoff] = None,
-                 max_attempts: Optional[int] = None) -> None:
+                 max_attempts: Optional[int] = None,
+                 ssl: Optional[ssl_module.SSLContext] = None) -> None:
         #: several targets (URLs or handles): reconnects cycle through them
         self._targets = list(target) if isinstance(target, (list, tuple)) else [target]
         self._target_index = 0
@@ -126,6 +128,8 @@ class Client:
         #: wait for wskit's welcome frame on connect (False for other servers, e.g. the seed's)
         self.expect_welcome = welcome
         self._headers = headers
+        #: for wss:// with a private CA (a proxy's throwaway certificate); None: the system's
+        self._ssl = ssl
         self._max_msg_size = max_msg_size
         self._session: Optional[aiohttp.ClientSession] = None
         self._ws: Optional[aiohttp.ClientWebSocketResponse[Any]] = None
@@ -170,6 +174,7 @@ class Client:
         assert self._session is not None
         return await self._session.ws_connect(
             url, headers=self._headers, max_msg_size=self._max_msg_size,
+            ssl=self._ssl if self._ssl is not None else True,
             autoping=self._protocol_pongs, timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout))
 
     @property

@@ -16,10 +16,11 @@ import asyncio
 import inspect
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-__all__ = ["ExerciseFailed", "passed", "attempt", "expect", "until", "LogCatcher",
+__all__ = ["ExerciseFailed", "passed", "attempt", "expect", "until", "LogCatcher", "show_logs",
            "is_solution_cell", "student_copy",
            "write_student_copies", "SOLUTION_TAG", "SOLUTION_MARKER"]
 
@@ -140,3 +141,30 @@ class LogCatcher:
         for logger in self._loggers:
             logger.removeHandler(self._handler)
             logger.propagate = True
+
+
+class _PlainOutput(logging.Handler):
+    """Writes to whatever ``sys.stdout`` is at the time (Jupyter swaps it per cell)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"[log {record.levelname.lower()} · {record.name}] {record.getMessage()}",
+                  file=sys.stdout)
+        except Exception:  # a log line must never break the lesson
+            self.handleError(record)
+
+
+def show_logs(*names: str, level: int = logging.WARNING) -> None:
+    """Print the log lines of ``names`` (default ``wskit``) as plain output.
+
+    Jupyter shows anything written to stderr in a red box, which reads as "this
+    cell failed". In these notebooks the faults are planned, and a reconnecting
+    backplane's log lines are part of the lesson, so they print like any other
+    output. Calling it again changes nothing.
+    """
+    for name in names or ("wskit",):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _PlainOutput) for h in logger.handlers):
+            logger.addHandler(_PlainOutput())
+        logger.setLevel(level)
+        logger.propagate = False  # else the root's (or lastResort's) stderr gets it too
