@@ -35,6 +35,36 @@ async def test_serve_prints_its_url_and_serves_until_interrupted(framework: str)
     assert code == 0
 
 
+@pytest.mark.parametrize("framework", ["aiohttp", "fastapi"])
+async def test_serve_on_uvloop(framework: str) -> None:
+    """--loop uvloop (the fast extra): the server says which loop serves it, and chats."""
+    import aiohttp
+
+    pytest.importorskip("uvloop")
+    proc = await spawn("serve", "--framework", framework, "--port", "0", "--secret", SECRET,
+                       "--loop", "uvloop")
+    try:
+        url = await first_line(proc)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url.replace("ws://", "http://").replace("/ws", "/healthz")) as r:
+                assert (await r.json())["loop"] == "uvloop"
+        token = wskit.issue_token("alice", SECRET)
+        async with wskit.connect(url, token=token) as alice, \
+                wskit.connect(url, token=wskit.issue_token("bob", SECRET)) as bob:
+            await alice.join("lobby")
+            await bob.join("lobby")
+            await alice.send("lobby", "on uvloop")
+            assert (await bob.receive())["content"] == "on uvloop"
+    finally:
+        code = await interrupt(proc)
+    assert code == 0, stderr_of(proc)
+
+
+def test_an_unknown_or_missing_loop_is_a_clear_error() -> None:
+    with pytest.raises(wskit.ConfigError, match="unknown event loop"):
+        wskit.run(asyncio.sleep(0), loop="trio")
+
+
 async def test_serve_port_in_use_is_a_clear_error() -> None:
     import socket
 

@@ -94,7 +94,10 @@ async def test_proxy_read_timeout_closes_a_silent_connection_not_a_pinged_one(st
         loop = asyncio.get_running_loop()
         started = loop.time()
         code = await silent.wait_closed(timeout=10)
-        assert code == 1006 and loop.time() - started < 5  # cut by nginx, no close frame
+        # cut by nginx without a WebSocket close frame: aiohttp reports the end of the
+        # TLS stream as 1006, or on Python 3.10 (whose TLS layer sees nginx's
+        # close_notify) as 1000; after the 1 s timeout, not before
+        assert code in (1000, 1006) and 0.5 < loop.time() - started < 5
         await alive.wait_pings(alive.pings + 8, timeout=10)  # 2.4 s: beyond the 1 s timeout
         assert not alive.closed
         await alive.join("lobby")  # still a working connection

@@ -33,6 +33,7 @@ from .runner import (
     RunningServer,
     ThreadedServer,
     enable_nested_asyncio,
+    run,
     running,
     serve,
     serve_app,
@@ -47,7 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthError", "BackplaneError", "BackplaneUnavailable", "ChatServer", "Client",
     "ClientError", "CloseCode", "ConfigError", "ConnectionClosed", "Hub", "ProtocolError",
-    "RunningServer", "ServerError", "ServerStartError", "Settings", "SyncClient",
+    "RunningServer", "ServerError", "run", "ServerStartError", "Settings", "SyncClient",
     "ThreadedServer", "WskitError", "connect", "enable_nested_asyncio", "issue_token",
     "running", "serve", "serve_app", "serve_in_thread", "stop_all", "verify_token", "__version__",
 ]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Coroutine, Optional, Sequence
 from . import __version__
 from .auth import issue_token
 from .exceptions import WskitError
-from .runner import FRAMEWORKS, serve
+from .runner import FRAMEWORKS, LOOPS, run, serve
 
 __all__ = ["main"]
 
@@ -64,6 +64,8 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="allowed Origin (repeatable); default: any")
     p.add_argument("--dev-tokens", action="store_true",
                    help="enable GET /token?user=NAME (development only: anyone gets a token)")
+    p.add_argument("--loop", choices=LOOPS, default="asyncio",
+                   help="event loop (uvloop: pip install 'wskit[fast]'; default asyncio)")
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_course_arguments(p)
 
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat", "held", "cluster"),
+    p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat", "held", "cluster", "curves"),
                    default="fanout")
     p.add_argument("--quick", action="store_true", help="a short run, about a minute")
     p.add_argument("--json", action="store_true", help="print results as JSON")
@@ -132,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default=None, help="comma-separated receiver counts")
     p.add_argument("--targets", default=None,
                    help="comma-separated fanout targets (the raw floor is always measured)")
+    p.add_argument("--free", action="store_true",
+                   help="fanout throughput free-running: every post sent at once, kernel "
+                        "socket buffers (default: at most 32 in flight, 64 KiB buffers)")
+    p.add_argument("--messages", type=int, default=None, metavar="M",
+                   help="posts per fanout throughput run (default: by size)")
+    p.add_argument("--loop", choices=LOOPS, default="asyncio",
+                   help="the target servers' event loop (the load generator stays on asyncio)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="curves: also draw them here")
     return parser
 
 
@@ -150,9 +160,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             return build_course(args)
         if args.command == "grade":
-            from .grading import run
+            from .grading import run as grade
 
-            return run(args)
+            return grade(args)
         if args.command == "student-copies":
             from pathlib import Path
 
@@ -168,7 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return bench_main(args)
         runner = _serve if args.command == "serve" else _demo
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(runner(args))
+            run(runner(args), loop=args.loop)
         return 0
     except WskitError as exc:
         print(f"wskit: error: {exc}", file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""One client connection: a bounded outbox, one writer task, one way to close.
+"""One client connection: a bounded outbox, a writer task while it has work, one way to close.
 
 Why an outbox: a WebSocket send can block (the peer stopped reading and the TCP
 window is full) or fail (the peer vanished). If a broadcast awaited each send in
@@ -24,7 +24,14 @@ then is it closed with 4008.
 
 A connection owns its application-level :class:`~wskit.heartbeat.Heartbeat`,
 as python-websockets' and aiohttp's connections own their keepalive: it starts
-with the writer and stops with the first close.
+with the connection and stops with the first close.
+
+Memory: most connections are idle most of the time, and a server holds tens of
+thousands. So an idle connection has no writer task and no outbox: the writer
+task exists only while frames wait (it exits once the outbox is empty, and the
+next frame that must wait starts a new one), and the outbox deque is made for
+the first frame that waits. A frame that need not wait (nothing queued, a
+transport that offers ``try_write``) is written at once without either.
 
 A :class:`Transport` is the only thing an adapter must provide; it wraps a
 framework's WebSocket object.
@@ -114,8 +121,9 @@ class Connection:
     __slots__ = (
         "id", "user", "transport", "close_code", "close_reason", "_queue", "_limit",
         "_byte_limit", "_queued_bytes",
-        "_wakeup", "_writer", "_closer", "_closing", "_on_close", "_close_timeout",
+        "_started", "_writer", "_closer", "_closing", "_on_close", "_close_timeout",
         "closed_future", "_try_write", "heartbeat", "_drained", "bucket", "frames_out",
+        "reader",
     )
 
     def __init__(
@@ -134,11 +142,11 @@ class Connection:
         self.transport = transport
         self.close_code: int | None = None
         self.close_reason = ""
-        self._queue: deque[Frame] = deque()
+        self._queue: deque[Frame] | None = None  # made when a frame first has to wait
         self._limit = outbox_limit
         self._byte_limit = outbox_bytes
         self._queued_bytes = 0
-        self._wakeup: asyncio.Future[None] | None = None
+        self._started = False
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._closing = False
@@ -156,10 +164,12 @@ class Connection:
             self.heartbeat = Heartbeat(self.deliver, self.close_soon, *heartbeat)
         #: the connection's rate limit (:class:`wskit.ratelimit.TokenBucket`), if any
         self.bucket: TokenBucket | None = None
+        #: the task reading this connection (the server's), cancelled when it closes
+        self.reader: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
-        return f"<Connection {self.id} user={self.user!r} {state} outbox={len(self._queue)}>"
+        return f"<Connection {self.id} user={self.user!r} {state} outbox={self.pending}>"
 
     @property
     def closing(self) -> bool:
@@ -168,16 +178,16 @@ class Connection:
     @property
     def pending(self) -> int:
         """Frames waiting in the outbox."""
-        return len(self._queue)
+        return len(self._queue) if self._queue is not None else 0
 
     @property
     def loaded(self) -> bool:
         """The outbox is past half its bounds: its senders should wait for it."""
-        return (2 * len(self._queue) >= self._limit
+        return (2 * self.pending >= self._limit
                 or 2 * self._queued_bytes >= self._byte_limit)
 
     def _below_low_water(self) -> bool:
-        return (4 * len(self._queue) <= self._limit
+        return (4 * self.pending <= self._limit
                 and 4 * self._queued_bytes <= self._byte_limit)
 
     def drained_future(self) -> asyncio.Future[None] | None:
@@ -198,11 +208,17 @@ class Connection:
                 drained.set_result(None)
 
     def start(self) -> None:
+        """Begin sending (frames delivered before wait until now) and pinging."""
+        self._started = True
+        if self.pending:
+            self._start_writer()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
+
+    def _start_writer(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(
             self._write_loop(), name=f"wskit-writer-{self.id}"
         )
-        if self.heartbeat is not None:
-            self.heartbeat.start()
 
     def pong(self) -> None:
         """The client answered an app-level ping."""
@@ -214,17 +230,21 @@ class Connection:
     def deliver(self, frame: Frame) -> bool:
         """Queue one frame; never blocks, never raises. False if it was not queued.
 
-        When nothing is queued and the writer is idle, a transport that offers
-        ``try_write`` gets the encoded frame at once: no queue, no task switch.
+        When nothing is queued and no writer is busy, a transport that offers
+        ``try_write`` gets the encoded frame at once: no queue, no task.
         That is the common case of a broadcast, and why an ``Outgoing`` shared by
         all receivers carries its wire bytes.
         """
         if self._closing:
             return False
         queue = self._queue
-        if not queue and self._wakeup is not None and self._try_write is not None:
+        if not queue and self._writer is None and self._started \
+                and self._try_write is not None:
+            # nothing waits and no writer is mid-frame: writing now keeps the order
             if self._try_write(_wire(frame)):
                 return True
+        if queue is None:
+            queue = self._queue = deque()
         size = len(_text(frame))
         if len(queue) >= self._limit or self._queued_bytes + size > self._byte_limit:
             self.close_soon(
@@ -235,39 +255,34 @@ class Connection:
             return False
         self._queued_bytes += size
         queue.append(frame)
-        if self._wakeup is not None:
-            self._wake_writer()
+        if self._writer is None and self._started:
+            self._start_writer()
         return True
 
     async def _write_loop(self) -> None:
+        """Send until the outbox is empty, then end: the next waiting frame starts
+        a new writer (an idle connection holds no task)."""
         queue = self._queue
+        assert queue is not None
         send = self.transport.send_text
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                while queue:
-                    text = _text(queue.popleft())
-                    self._queued_bytes -= len(text)
-                    await send(text)
-                    self.frames_out += 1
-                    if self._drained is not None and self._below_low_water():
-                        self._signal_drained()
-                if self._closing:
-                    return  # flushed (or cleared): the closer takes over
-                self._wakeup = loop.create_future()
-                await self._wakeup
+            while queue:
+                text = _text(queue.popleft())
+                self._queued_bytes -= len(text)
+                await send(text)
+                self.frames_out += 1
+                if self._drained is not None and self._below_low_water():
+                    self._signal_drained()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the peer is gone: ConnectionResetError, RuntimeError, ...
             log.debug("write to %s failed: %r", self.id, exc)
             self.close_soon(CloseCode.GOING_AWAY, "write failed", _from_writer=True)
-
-    def _wake_writer(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
+        finally:
+            # no await since the outbox was found empty: a frame delivered from now
+            # on sees no writer and starts one
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
     # -- closing -------------------------------------------------------------
 
@@ -284,13 +299,12 @@ class Connection:
         self._closing = True
         self.close_code = int(code)
         self.close_reason = reason
-        if not flush:
-            self._queue.clear()
+        if not flush and self._queue is not None:
+            self._queue.clear()  # a writer mid-frame finishes that frame, then ends
             self._queued_bytes = 0
         if self.heartbeat is not None:
             self.heartbeat.stop()
         self.closed_future.set_result(None)
-        self._wake_writer()
         self._signal_drained()
         if self._on_close is not None:
             self._on_close(self)

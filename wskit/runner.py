@@ -28,7 +28,7 @@ import logging
 import math
 import socket
 import threading
-from typing import Any, Iterator, Literal, Optional, Union
+from typing import Any, Coroutine, Iterator, Literal, Optional, TypeVar, Union
 
 from .auth import issue_token
 from .backplane import Backplane
@@ -43,6 +43,7 @@ Framework = Literal["aiohttp", "fastapi"]
 FRAMEWORKS = ("aiohttp", "fastapi")
 
 __all__ = ["serve", "serve_app", "serve_in_thread", "RunningServer", "ThreadedServer", "running",
+           "run", "LOOPS",
            "stop_all", "enable_nested_asyncio", "FRAMEWORKS"]
 
 #: name -> the server started under that name, so a re-run cell can replace it
@@ -414,3 +415,30 @@ def enable_nested_asyncio() -> None:
         except ImportError:
             raise ConfigError("pip install nest-asyncio2 to use enable_nested_asyncio()") from None
     nest.apply(loop) if loop is not None else nest.apply()
+
+
+#: event loops :func:`run` can use
+LOOPS = ("asyncio", "uvloop")
+_T = TypeVar("_T")
+
+
+def run(main: Coroutine[Any, Any, _T], *, loop: str = "asyncio") -> _T:
+    """``asyncio.run(main)``, on the chosen event loop: for scripts and the CLI.
+
+    ``loop="uvloop"`` needs the ``fast`` extra (``pip install 'wskit[fast]'``):
+    libuv's loop, whose transports and callbacks cost less per event. A
+    notebook's kernel already runs its own loop, so this is never for a
+    notebook: there, ``await wskit.serve(...)`` in a cell.
+    """
+    if loop == "asyncio":
+        return asyncio.run(main)
+    if loop != "uvloop":
+        main.close()
+        raise ConfigError(f"unknown event loop {loop!r}: choose one of {', '.join(LOOPS)}")
+    try:
+        import uvloop
+    except ImportError:
+        main.close()
+        raise ConfigError("the uvloop event loop needs uvloop: pip install 'wskit[fast]' "
+                          "(not available on Windows)") from None
+    return uvloop.run(main)

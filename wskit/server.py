@@ -199,12 +199,14 @@ class ChatServer:
                 await self.relay.settle()
             conn.start()
             conn.deliver(self._welcome(conn))
-            reader = asyncio.get_running_loop().create_task(
-                self._read_loop(conn), name=f"wskit-reader-{conn.id}")
+            reader = conn.reader = asyncio.get_running_loop().create_task(
+                self._reader(conn), name=f"wskit-reader-{conn.id}")
             # The reader ends when the client closes; the connection can also be
             # closed from elsewhere (outbox full, heartbeat, server stop), and then
-            # the reader is cancelled rather than left waiting on a silent peer.
-            await asyncio.wait({reader, conn.closed_future}, return_when=asyncio.FIRST_COMPLETED)
+            # _on_close cancels the reader rather than leave it waiting on a silent
+            # peer. (Awaiting the reader itself, not asyncio.wait on it and a close
+            # future: nothing more to hold per idle connection.)
+            await reader
         finally:
             if reader is not None and not reader.done():
                 reader.cancel()
@@ -213,6 +215,14 @@ class ChatServer:
             await conn.close(CloseCode.NORMAL)
             self._connections.discard(conn)
             self._posting.pop(conn, None)  # its posts still complete; no reply goes out
+
+    async def _reader(self, conn: Connection) -> None:
+        try:
+            await self._read_loop(conn)
+        except asyncio.CancelledError:
+            if not conn.closing:
+                raise  # not the close's doing: serve_connection itself was cancelled
+            # cancelled because the connection closed: the reader's normal end
 
     async def _read_loop(self, conn: Connection) -> None:
         receive = conn.transport.receive
@@ -252,6 +262,14 @@ class ChatServer:
 
     def _on_close(self, conn: Connection) -> None:
         """Called once, synchronously, when a connection starts closing."""
+        reader = conn.reader
+        if reader is not None and not reader.done():
+            cancel = reader.cancel
+            if asyncio.current_task() is reader:
+                # the reader closed it: stop it at its next await, not in mid-step
+                asyncio.get_running_loop().call_soon(cancel)
+            else:
+                cancel()
         if conn.close_code in _CLIENT_FAULTS:
             client_faults.log(logging.INFO, "closing %s (user %r) with %s: %s", conn.id,
                               conn.user, conn.close_code, conn.close_reason)

@@ -8,11 +8,13 @@ same routes:
 ``GET /ws``        the WebSocket endpoint (``?token=<JWT>``)
 ``GET /``          the browser chat page (``Settings.page``)
 ``GET /token``     ``?user=NAME`` issues a token; only with ``Settings.dev_tokens``
-``GET /healthz``   ``{"instance": ..., "connections": N, "backplane": ...}``
+``GET /healthz``   ``{"instance": ..., "connections": N, "backplane": ..., "loop": ...}``
 =================  ==========================================================
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from importlib import resources
 from typing import Any
@@ -34,6 +36,8 @@ def health(server: ChatServer) -> dict[str, Any]:
         "connections": len(server.hub),
         "rooms": len(server.hub.rooms()),
         "backplane": None if bp is None else {"url": bp.url, "healthy": bp.healthy},
+        # which event loop serves it: asyncio's, or uvloop's (--loop uvloop)
+        "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
     }
 
 

@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m wskit bench [fanout|heartbeat|held|cluster]``.
+"""Benchmarks: ``python -m wskit bench [fanout|heartbeat|held|cluster|curves]``.
 
 Every figure is measured in one run and compared side by side (ratios), because
 these machines are shared and noisy: an absolute number from another day means
@@ -34,6 +34,10 @@ def main(args: argparse.Namespace) -> int:
         from . import cluster
 
         return cluster.main(args)
+    if args.suite == "curves":
+        from . import curves
+
+        return curves.main(args)
     from . import fanout
 
     return fanout.main(args)

@@ -110,7 +110,7 @@ async def measure(url: str, rooms: int, posts: int) -> tuple[float, bool]:
         for i, name in enumerate(names):
             for k in range(3):
                 if k != i % 3:
-                    c = await ws_connect(*addresses[k], WSKIT.path(f"r{i}-{k}"), on_receive)
+                    c = await ws_connect(*addresses[k], WSKIT.path(f"r{i}-{k}", ""), on_receive)
                     c.send_text(WSKIT.join(name))
                     clients.append(c)
         senders = []
@@ -120,7 +120,7 @@ async def measure(url: str, rooms: int, posts: int) -> tuple[float, bool]:
                     acked[k] += 1
                 elif b'"type":"joined"' in payload:
                     on_joined()
-            s = await ws_connect(*addresses[k], WSKIT.path(f"sender{k}"), on_ack)
+            s = await ws_connect(*addresses[k], WSKIT.path(f"sender{k}", ""), on_ack)
             for name in names[k::3]:
                 s.send_text(WSKIT.join(name))
             senders.append(s)

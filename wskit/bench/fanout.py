@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from ..auth import issue_token
-from .targets import SECRET
+from .targets import SECRET, SNDBUF
 
 WINDOW = 32
 TIMEOUT = 30.0
@@ -157,12 +157,12 @@ async def ws_connect(host: str, port: int, path: str,
 
 @dataclass
 class Dialect:
-    path: Callable[[str], str]
+    path: Callable[[str, str], str]  # (user, room) -> the request path
     join: Optional[Callable[[str], str]]
     post: Callable[[str, str], str]
 
 
-def _wskit_path(user: str) -> str:
+def _wskit_path(user: str, room: str = "") -> str:
     return f"/ws?token={issue_token(user, SECRET, ttl=3600)}"
 
 
@@ -173,10 +173,11 @@ def _json(obj: dict[str, str]) -> str:
 WSKIT = Dialect(_wskit_path, lambda r: _json({"type": "join", "roomId": r}),
                 lambda r, c: _json({"type": "message", "roomId": r, "content": c}))
 DIALECTS = {
-    "raw-aiohttp": Dialect(lambda u: "/ws", None, WSKIT.post),
-    "wskit-aiohttp": WSKIT, "wskit-fastapi": WSKIT, "wskit-2x": WSKIT, "wskit-2x-nohist": WSKIT, "wskit-3x": WSKIT,
+    "raw-aiohttp": Dialect(lambda u, r: f"/ws?room={r}", None, WSKIT.post),
+    "wskit-aiohttp": WSKIT, "wskit-fastapi": WSKIT, "wskit-aiohttp-none": WSKIT,
+    "wskit-fastapi-none": WSKIT, "wskit-2x": WSKIT, "wskit-2x-nohist": WSKIT, "wskit-3x": WSKIT,
     "seed-aiohttp": WSKIT,
-    "seed-fastapi": Dialect(lambda u: f"/ws/{u}",
+    "seed-fastapi": Dialect(lambda u, r: f"/ws/{u}",
                             lambda r: _json({"action": "join_room", "room_id": r}),
                             lambda r, c: _json({"action": "message", "room_id": r,
                                                 "content": c})),
@@ -186,11 +187,15 @@ DIALECTS = {
 # -- one target process -------------------------------------------------------------
 
 class Target:
-    def __init__(self, kind: str, redis: Optional[str] = None) -> None:
+    def __init__(self, kind: str, redis: Optional[str] = None,
+                 sndbuf: Optional[int] = None, loop: str = "asyncio") -> None:
         self.kind = kind
         args = [sys.executable, "-m", "wskit.bench.targets", kind]
         if redis:
             args += ["--redis", redis]
+        if sndbuf is not None:
+            args += ["--sndbuf", str(sndbuf)]
+        args += ["--loop", loop]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
@@ -223,10 +228,10 @@ class Target:
 class Room:
     """N receivers and a sender on one target; counts what each receiver gets."""
 
-    def __init__(self, target: Target, n: int) -> None:
+    def __init__(self, target: Target, n: int, room: str = "bench") -> None:
         self.target, self.n = target, n
         self.dialect = DIALECTS[target.kind]
-        self.room = "bench"
+        self.room = room
         self.counts = [0] * n
         self.counting = [False] * n
         self.reached: dict[int, int] = {}
@@ -272,15 +277,17 @@ class Room:
         for start in range(0, self.n, 100):
             batch = range(start, min(self.n, start + 100))
             self.receivers += await asyncio.gather(*(
-                ws_connect(*self._address(i), d.path(f"r{i}"), self._on_text(i)) for i in batch))
-        self.sender = await ws_connect(*self.target.addresses[0], d.path("sender"), lambda p: None)
+                ws_connect(*self._address(i), d.path(f"r{i}", self.room), self._on_text(i))
+                for i in batch))
+        self.sender = await ws_connect(*self.target.addresses[0], d.path("sender", self.room),
+                                       lambda p: None)
         if d.join:
             for client in self.receivers + [self.sender]:
                 client.send_text(d.join(self.room))
 
     async def add_staller(self) -> None:
         d = self.dialect
-        self.staller = await ws_connect(*self.target.addresses[0], d.path("staller"), None,
+        self.staller = await ws_connect(*self.target.addresses[0], d.path("staller", self.room), None,
                                         rcvbuf=4096)
         if d.join:
             self.staller.send_text(d.join(self.room))
@@ -307,8 +314,11 @@ class Room:
         return bool(done)
 
     async def throughput(self, messages: int, timeout: float = TIMEOUT,
-                         payload: int = 0) -> tuple[float, bool]:
-        """Deliveries/s for ``messages`` posts; False if it did not finish in ``timeout``."""
+                         payload: int = 0, window: Optional[int] = WINDOW) -> tuple[float, bool]:
+        """Deliveries/s for ``messages`` posts; False if it did not finish in ``timeout``.
+
+        ``window``: at most this many posts not yet delivered everywhere; None sends
+        them all at once (free-running: as fast as TCP takes them)."""
         await self.sync()
         assert self.sender is not None
         self.counts, self.reached, self.latencies = [0] * self.n, {}, None
@@ -317,7 +327,8 @@ class Room:
         deadline = time.monotonic() + timeout
         complete = True
         for i in range(messages):
-            if i >= WINDOW and not await self._wait_reached(i - WINDOW + 1, deadline):
+            if window is not None and i >= window and \
+                    not await self._wait_reached(i - window + 1, deadline):
                 complete = False
                 break
             self.sender.send_text(self.dialect.post(self.room, f"M!{i}{padding}"))
@@ -326,7 +337,7 @@ class Room:
         elapsed = time.perf_counter() - started
         return sum(self.counts) / elapsed, complete
 
-    async def latency(self, rate: float, messages: int) -> list[float]:
+    async def latency(self, rate: float, messages: int, payload: int = 0) -> list[float]:
         await self.sync()
         assert self.sender is not None
         self.latencies = []
@@ -336,7 +347,8 @@ class Room:
             delay = start + i * interval - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)  # pacing the offered load
-            self.sender.send_text(self.dialect.post(self.room, f"L{time.perf_counter():.6f}L"))
+            self.sender.send_text(self.dialect.post(
+                self.room, f"L{time.perf_counter():.6f}L{'x' * payload}"))
         await self._wait_reached(messages, time.monotonic() + TIMEOUT)
         latencies, self.latencies = self.latencies, None
         return latencies
@@ -372,11 +384,14 @@ def messages_for(n: int, quick: bool) -> int:
 
 async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float],
                   stall: bool, redis: Optional[str] = None,
-                  stall_timeout: float = STALL_TIMEOUT, derive_rate: bool = False) -> Result:
+                  stall_timeout: float = STALL_TIMEOUT, derive_rate: bool = False,
+                  free: bool = False, messages: Optional[int] = None,
+                  loop: str = "asyncio") -> Result:
     """One target, fresh process. ``rate``: posts/s for the latency run; with
     ``derive_rate`` (the floor) it is LATENCY_FRACTION of this target's own
-    throughput, and is recorded in ``extra["rate"]`` for the others of the round."""
-    target = Target(kind, redis)
+    throughput, and is recorded in ``extra["rate"]`` for the others of the round.
+    ``free``: throughput free-running (no window) on the kernel's own socket buffers."""
+    target = Target(kind, redis, sndbuf=0 if free else None, loop=loop)
     result = Result(kind if not redis else f"{kind}@redis", n, rnd)
     room = Room(target, n)
     try:
@@ -384,8 +399,9 @@ async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float
         await room.connect()
         await room.sync()
         result.per_connection_kb = (target.memory() - before) / n / 1024
-        messages = messages_for(n, quick)
-        result.deliveries_per_s, result.complete = await room.throughput(messages)
+        count = messages or messages_for(n, quick)
+        result.deliveries_per_s, result.complete = await room.throughput(
+            count, window=None if free else WINDOW)
         if derive_rate:
             rate = result.extra["rate"] = LATENCY_FRACTION * result.deliveries_per_s / n
         if rate is not None:
@@ -414,17 +430,23 @@ async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float
 
 #: two instances joined by a backplane, with history (the default) and without
 CROSS_TARGETS = ("wskit-2x", "wskit-2x-nohist")
+#: measured only when named (--targets): wskit standalone
+EXTRA_TARGETS = ("wskit-aiohttp-none", "wskit-fastapi-none")
 
 
 async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[str], None],
               stall_timeout: float = STALL_TIMEOUT,
-              targets: Optional[Sequence[str]] = None) -> list[Result]:
-    """``targets``: a subset to measure (the raw floor is always measured, for ratios)."""
+              targets: Optional[Sequence[str]] = None, free: bool = False,
+              messages: Optional[int] = None, loop: str = "asyncio") -> list[Result]:
+    """``targets``: a subset to measure (the raw floor is always measured, for ratios).
+    ``free``/``messages``: see :func:`measure`."""
     results: list[Result] = []
     redis = os.environ.get("WSKIT_REDIS_URL")
     largest = max(sizes)
-    kinds = CORE_TARGETS + CROSS_TARGETS + (
+    kinds = CORE_TARGETS + EXTRA_TARGETS + CROSS_TARGETS + (
         tuple(f"{k}@redis" for k in CROSS_TARGETS) if redis else ())
+    if not targets:
+        kinds = tuple(k for k in kinds if k not in EXTRA_TARGETS)
     if targets:
         kinds = tuple(k for k in kinds if k in targets or k == "raw-aiohttp")
     plan = [(r, n, kind) for r in range(rounds) for n in sizes for kind in kinds]
@@ -441,7 +463,8 @@ async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[st
         res = await measure(base, n, rnd, quick, rate,
                             stall=(n == largest and base in CORE_TARGETS),
                             redis=redis if kind.endswith("@redis") else None,
-                            stall_timeout=stall_timeout, derive_rate=floor)
+                            stall_timeout=stall_timeout, derive_rate=floor, free=free,
+                            messages=messages, loop=loop)
         if floor:  # the common offered load for this round and size, in posts/s
             raw_rate[(rnd, n)] = res.extra["rate"]
         results.append(res)
@@ -493,7 +516,8 @@ def summarize(results: list[Result]) -> list[dict[str, Any]]:
 
 
 def _order(target: str) -> int:
-    order = CORE_TARGETS + CROSS_TARGETS + tuple(f"{k}@redis" for k in CROSS_TARGETS)
+    order = (CORE_TARGETS + EXTRA_TARGETS + CROSS_TARGETS
+             + tuple(f"{k}@redis" for k in CROSS_TARGETS))
     return order.index(target) if target in order else len(order)
 
 
@@ -539,13 +563,20 @@ def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     stall_timeout = 5.0 if args.quick else STALL_TIMEOUT
     targets = args.targets.split(",") if getattr(args, "targets", None) else None
-    results = asyncio.run(run(sizes, rounds, args.quick, progress, stall_timeout, targets))
+    free = bool(getattr(args, "free", False))
+    messages = getattr(args, "messages", None)
+    loop = getattr(args, "loop", "asyncio")
+    results = asyncio.run(run(sizes, rounds, args.quick, progress, stall_timeout, targets,
+                              free=free, messages=messages, loop=loop))
     rows = summarize(results)
     if args.json:
         print(json.dumps({"machine": _machine(), "seconds": round(time.monotonic() - started),
                           "rows": rows, "raw": [r.__dict__ for r in results]}, indent=2))
     else:
-        print(f"machine: {_machine()}; {rounds} round(s); {time.monotonic() - started:.0f}s")
+        mode = ("free-running (all posts at once, kernel socket buffers)" if free
+                else f"windowed ({WINDOW} posts in flight, {SNDBUF // 1024} KiB send buffers)")
+        print(f"machine: {_machine()}; {rounds} round(s); servers on {loop}; throughput {mode}; "
+              f"{time.monotonic() - started:.0f}s")
         print(table(rows, stall_timeout))
     return 0
 

@@ -1,6 +1,6 @@
 """The servers the fan-out benchmark compares, each run in a process of its own.
 
-    python -m wskit.bench.targets KIND [--redis URL]
+    python -m wskit.bench.targets KIND [--redis URL] [--sndbuf BYTES]
 
 prints ``READY <base url>`` once listening and serves until stdin closes.
 
@@ -9,8 +9,10 @@ kind                what
 ==================  ==========================================================
 ``raw-aiohttp``     the floor: a plain aiohttp handler that sends one pre-encoded
                     string to a plain list of sockets, nothing else
-``wskit-aiohttp``   wskit on aiohttp, standalone
-``wskit-fastapi``   wskit on FastAPI/uvicorn, standalone
+``wskit-aiohttp``   wskit on aiohttp with the default backplane, as ``python -m
+                    wskit serve`` runs it (fakeredis in the process)
+``wskit-fastapi``   the same on FastAPI/uvicorn
+``wskit-*-none``    the same two standalone (``backplane="none"``)
 ``seed-aiohttp``    the seed's aiohttp manager as written (+ ``import time``)
 ``seed-fastapi``    the seed's FastAPI manager as written
 ``wskit-2x``        two wskit instances (aiohttp + FastAPI) in one process,
@@ -34,6 +36,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from .. import runner
+from ..runner import LOOPS
+from ..runner import run as run_on
 from ..runner import serve, serve_app
 
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
@@ -44,25 +48,21 @@ SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
 SNDBUF = 64 * 1024
 
 
-def _bind_with_sndbuf(host: str, port: int) -> socket.socket:
-    sock = _bind(host, port)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
-    return sock
-
-
 _bind = runner.bind_socket
-runner.bind_socket = _bind_with_sndbuf
-KINDS = ("raw-aiohttp", "wskit-aiohttp", "wskit-fastapi", "seed-aiohttp", "seed-fastapi",
+KINDS = ("raw-aiohttp", "wskit-aiohttp", "wskit-fastapi", "wskit-aiohttp-none",
+         "wskit-fastapi-none", "seed-aiohttp", "seed-fastapi",
          "wskit-2x", "wskit-2x-nohist", "wskit-3x")
 
 
 def raw_app() -> web.Application:
-    """The floor: the least a room broadcast can do on aiohttp."""
-    sockets: list[web.WebSocketResponse] = []
+    """The floor: the least a room broadcast can do on aiohttp. The room is chosen
+    once, in the URL (``/ws?room=R``), so a post needs no parsing at all."""
+    rooms: dict[str, list[web.WebSocketResponse]] = {}
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
         await ws.prepare(request)
+        sockets = rooms.setdefault(request.query.get("room", "bench"), [])
         sockets.append(ws)
         try:
             async for msg in ws:
@@ -85,6 +85,10 @@ async def run(kind: str, redis: str | None) -> None:
     if kind == "raw-aiohttp":
         handles.append(await serve_app(raw_app(), name="bench"))
     elif kind in ("wskit-aiohttp", "wskit-fastapi"):
+        # the default, as `python -m wskit serve` gives it: a fakeredis backplane in-process
+        handles.append(await serve(kind.split("-")[1], name="bench", backplane="fakeredis://bench",
+                                   secret=SECRET, max_message_size=1 << 20))
+    elif kind in ("wskit-aiohttp-none", "wskit-fastapi-none"):
         handles.append(await serve(kind.split("-")[1], name="bench", backplane="none",
                                    secret=SECRET, max_message_size=1 << 20))
     elif kind in ("wskit-2x", "wskit-2x-nohist"):
@@ -121,11 +125,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--redis", default=None)
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
+    parser.add_argument("--sndbuf", type=int, default=SNDBUF,
+                        help="the listening socket's SO_SNDBUF; 0: the kernel's own (autotuned)")
     args = parser.parse_args()
+    if args.sndbuf:
+        size = args.sndbuf
+
+        def bind_with_sndbuf(host: str, port: int) -> socket.socket:
+            sock = _bind(host, port)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+            return sock
+
+        runner.bind_socket = bind_with_sndbuf
     import logging
 
     logging.basicConfig(level=logging.CRITICAL)  # the seeds log every broken pipe
-    asyncio.run(run(args.kind, args.redis))
+    run_on(run(args.kind, args.redis), loop=args.loop)
 
 
 if __name__ == "__main__":
