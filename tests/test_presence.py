@@ -84,7 +84,7 @@ async def store(request: pytest.FixtureRequest) -> Any:
     try:
         yield Store(), "room", advance_real
     finally:
-        await bp.client.delete(f"{key}:presence")
+        await bp.client.delete(f"{key}:presence", f"{key}:presence:idx")
         await bp.stop()
 
 
@@ -97,6 +97,29 @@ async def test_first_and_last_entry_across_instances(store) -> None:
     assert await s.presence_leave(room, "alice", "A") is False  # still on B
     assert await s.presence_leave(room, "alice", "B") is True
     assert await s.presence_list(room) == ['bob/x"y']
+
+
+async def test_first_and_last_agree_with_a_model_for_users_sharing_prefixes(store) -> None:
+    """Random joins and leaves, users whose names prefix one another (the Redis
+    scripts find one user's entries as a lexicographic range): every answer is
+    what a set of (user, instance) pairs says."""
+    import random
+
+    s, room, _ = store
+    rng = random.Random(1414)
+    users = ["al", "alice", "alice2", 'al"x', "al,", "é", "al\\"]
+    here: set[tuple[str, str]] = set()
+    for _ in range(120):
+        user, instance = rng.choice(users), rng.choice("AB")
+        if (user, instance) in here and rng.random() < 0.6:
+            here.discard((user, instance))
+            want = not any(u == user for u, _ in here)
+            assert await s.presence_leave(room, user, instance) is want, (user, instance)
+        else:
+            want = not any(u == user for u, _ in here)
+            here.add((user, instance))
+            assert await s.presence_join(room, user, instance, 30) is want, (user, instance)
+    assert await s.presence_list(room) == sorted({u for u, _ in here})
 
 
 async def test_entries_not_refreshed_expire_and_are_announced_once(store) -> None:

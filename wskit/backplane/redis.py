@@ -86,45 +86,68 @@ return {top, epoch, oldest, entries}
 
 # Presence: KEY:presence is a sorted set of JSON [user, instance] members scored by
 # their expiry in Redis's own clock (TIME), so instances' clocks never matter.
+# KEY:presence:idx holds the same members, all at score 0, so that one user's
+# entries are a lexicographic range (every member starts with the JSON of
+# [user, ): "is this user still here?" costs O(log n + the user's instances), not a
+# scan of the room. (A scan made each join O(room size): 5,000 joins to one room
+# never finished.) Both keys share the room's hash tag.
 _PRESENCE_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function present(key, user)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf')) do
-    if cjson.decode(m)[1] == user then return true end
+local function prefix(user)
+  local whole = cjson.encode({user, ''})
+  return string.sub(whole, 1, #whole - 3)  -- drop the '""]' of the empty instance
+end
+local function present(key, idx, user)
+  local p = prefix(user)
+  for _, m in ipairs(redis.call('ZRANGEBYLEX', idx, '[' .. p, '(' .. p .. '\\255')) do
+    local expires = redis.call('ZSCORE', key, m)
+    if expires and tonumber(expires) > now then return true end
+    if not expires then redis.call('ZREM', idx, m) end
   end
   return false
 end
 """
 
 _PRESENCE_JOIN = _PRESENCE_NOW + """
-local key, user, ttl = KEYS[1], ARGV[1], tonumber(ARGV[3])
-local first = not present(key, user)
-redis.call('ZADD', key, now + ttl, cjson.encode({user, ARGV[2]}))
+local key, idx, user, ttl = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[3])
+local first = not present(key, idx, user)
+local member = cjson.encode({user, ARGV[2]})
+redis.call('ZADD', key, now + ttl, member)
+redis.call('ZADD', idx, 0, member)
 redis.call('EXPIRE', key, math.ceil(ttl) + 1)
+redis.call('EXPIRE', idx, math.ceil(ttl) + 1)
 if first then return 1 end
 return 0
 """
 
 _PRESENCE_LEAVE = _PRESENCE_NOW + """
-local key, user = KEYS[1], ARGV[1]
-redis.call('ZREM', key, cjson.encode({user, ARGV[2]}))
-if present(key, user) then return 0 end
+local key, idx, user = KEYS[1], KEYS[2], ARGV[1]
+local member = cjson.encode({user, ARGV[2]})
+redis.call('ZREM', key, member)
+redis.call('ZREM', idx, member)
+if present(key, idx, user) then return 0 end
 return 1
 """
 
 _PRESENCE_REFRESH = _PRESENCE_NOW + """
-local key, instance, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local key, idx, instance, ttl = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', key, '-inf', now)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+for _, m in ipairs(expired) do redis.call('ZREM', idx, m) end
 for i = 3, #ARGV do
-  redis.call('ZADD', key, now + ttl, cjson.encode({ARGV[i], instance}))
+  local member = cjson.encode({ARGV[i], instance})
+  redis.call('ZADD', key, now + ttl, member)
+  redis.call('ZADD', idx, 0, member)
 end
-if #ARGV >= 3 then redis.call('EXPIRE', key, math.ceil(ttl) + 1) end
+if #ARGV >= 3 then
+  redis.call('EXPIRE', key, math.ceil(ttl) + 1)
+  redis.call('EXPIRE', idx, math.ceil(ttl) + 1)
+end
 local gone, seen = {}, {}
 for _, m in ipairs(expired) do
   local user = cjson.decode(m)[1]
-  if not seen[user] and not present(key, user) then
+  if not seen[user] and not present(key, idx, user) then
     gone[#gone + 1] = user
   end
   seen[user] = true
@@ -340,7 +363,8 @@ class RedisBackplane(Backplane):
 
     async def _presence(self, op: str, key: str, args: list[Any]) -> Any:
         try:
-            return await self._script(f"presence_{op}")(keys=[f"{key}:presence"], args=args)
+            return await self._script(f"presence_{op}")(
+                keys=[f"{key}:presence", f"{key}:presence:idx"], args=args)
         except (RedisError, OSError) as exc:
             raise BackplaneUnavailable(
                 f"presence {op} on Redis at {self.url} failed: {exc}") from exc

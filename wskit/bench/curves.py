@@ -152,10 +152,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def figure(rows: list[dict[str, Any]]) -> Any:
+    """The curves as a matplotlib figure: deliveries/s (top) and p99 (bottom) per sweep."""
     import matplotlib.pyplot as plt
 
     sweeps = list(SWEEPS)
@@ -180,7 +178,11 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     axes[0][0].legend()
     fig.suptitle("Cost curves: wskit against the raw aiohttp floor")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot(rows: list[dict[str, Any]], path: str) -> None:
+    figure(rows).savefig(path, dpi=110)
 
 
 def main(args: argparse.Namespace) -> int:

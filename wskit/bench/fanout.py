@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from ..auth import issue_token
+from ..protocol import PING
 from .targets import SECRET, SNDBUF
 
 WINDOW = 32
@@ -53,6 +54,8 @@ STALL_PAYLOAD = 4096
 LATENCY_FRACTION = 0.3  # offered load: this fraction of the raw floor's messages/s
 CORE_TARGETS = ("raw-aiohttp", "wskit-aiohttp", "wskit-fastapi", "seed-aiohttp", "seed-fastapi")
 _STAMP = re.compile(rb"L(\d+\.\d+)L")
+_PING = PING.encode()
+_PONG = '{"type":"pong"}'
 
 
 # -- a minimal WebSocket client -------------------------------------------------
@@ -102,8 +105,14 @@ class WSClient(asyncio.Protocol):
                 length, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
             if size - pos < head + length:
                 break
-            if buf[pos] & 0x0F == 1 and on_text is not None:  # text frame (unfragmented)
-                on_text(bytes(buf[pos + head:pos + head + length]))
+            if buf[pos] & 0x0F == 1:  # text frame (unfragmented)
+                payload = bytes(buf[pos + head:pos + head + length])
+                if payload == _PING:
+                    # answer wskit's heartbeat like any client: a run (or its
+                    # connect phase) longer than interval + timeout is not cut off
+                    self.send_text(_PONG)
+                elif on_text is not None:
+                    on_text(payload)
             pos += head + length
         if pos:
             del buf[:pos]
@@ -299,12 +308,15 @@ class Room:
         self.counting = [False] * self.n
         ready = self.waiters[0] = asyncio.get_running_loop().create_future()
         assert self.sender is not None
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
+        pause = 0.2
         while not ready.done():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.target.kind}: receivers never all joined")
             self.sender.send_text(self.dialect.post(self.room, "GO!"))
-            await asyncio.wait({ready}, timeout=0.2)
+            await asyncio.wait({ready}, timeout=pause)
+            # gentler while joins are still being processed (a thousand rooms sync at once)
+            pause = min(2.0, pause * 1.5)
 
     async def _wait_reached(self, k: int, deadline: float) -> bool:
         if self.reached.get(k, 0) >= self.n:
