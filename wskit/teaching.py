@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-__all__ = ["ExerciseFailed", "passed", "attempt", "expect", "until", "LogCatcher", "show_logs",
+__all__ = ["ExerciseFailed", "passed", "attempt", "settle", "expect", "until", "LogCatcher", "show_logs",
            "is_solution_cell", "student_copy",
            "write_student_copies", "SOLUTION_TAG", "SOLUTION_MARKER"]
 
@@ -46,12 +46,27 @@ def attempt(exercise: str, hint: str, func: Callable[..., Any], *args: Any) -> A
     """Call the learner's code; a stub or a crash becomes an :class:`ExerciseFailed`."""
     try:
         return func(*args)
-    except NotImplementedError:
-        raise ExerciseFailed(exercise, "not implemented yet", hint) from None
-    except ExerciseFailed:
-        raise
     except Exception as exc:
-        raise ExerciseFailed(exercise, f"your code raised {exc!r}", hint) from exc
+        raise _failure(exercise, hint, exc) from exc
+
+
+async def settle(exercise: str, hint: str, value: Any) -> Any:
+    """Await what the learner's code returned, if it is awaitable (``async def``
+    answers); a stub or a crash becomes an :class:`ExerciseFailed`, as in :func:`attempt`."""
+    if not inspect.isawaitable(value):
+        return value
+    try:
+        return await value
+    except Exception as exc:
+        raise _failure(exercise, hint, exc) from exc
+
+
+def _failure(exercise: str, hint: str, exc: Exception) -> ExerciseFailed:
+    if isinstance(exc, ExerciseFailed):
+        return exc
+    if isinstance(exc, NotImplementedError):
+        return ExerciseFailed(exercise, "not implemented yet", hint)
+    return ExerciseFailed(exercise, f"your code raised {exc!r}", hint)
 
 
 def expect(exercise: str, condition: bool, problem: str, hint: str) -> None:

@@ -9,7 +9,6 @@ is stateful, the state is checked too (exercise 5.5 looks into Redis).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import random
 import secrets
 from typing import Any, Callable
@@ -18,7 +17,7 @@ from ..client import Client
 from ..protocol import error_frame
 from ..runner import serve
 from ..server import ChatServer
-from ..teaching import ExerciseFailed, attempt, expect, passed, until
+from ..teaching import ExerciseFailed, attempt, expect, passed, settle, until
 
 __all__ = ["check_slash_commands", "check_private_messages", "check_typing_tracker",
            "check_rate_limiter", "check_members_across_instances"]
@@ -29,20 +28,6 @@ _USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "i
 
 def _words(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(_WORDS) + str(rng.randrange(100)) for _ in range(n))
-
-
-async def _result(name: str, hint: str, value: Any) -> Any:
-    """Await what the learner's code returned; its errors become a failure with the hint."""
-    if not inspect.isawaitable(value):
-        return value
-    try:
-        return await value
-    except NotImplementedError:
-        raise ExerciseFailed(name, "not implemented yet", hint) from None
-    except ExerciseFailed:
-        raise
-    except Exception as exc:
-        raise ExerciseFailed(name, f"your code raised {exc!r}", hint) from exc
 
 
 # -- 5.1 slash commands ----------------------------------------------------------
@@ -257,7 +242,7 @@ async def check_members_across_instances(announce: Callable[..., Any],
         for handle, ttl in ((a, 30), (b, 1)):  # B is about to "crash": a short expiry
             server = handle.server
             assert server is not None
-            await _result(name, hint, attempt(name, hint, announce, redis, ns, room, server.instance_id,
+            await settle(name, hint, attempt(name, hint, announce, redis, ns, room, server.instance_id,
                                   sorted(server.hub.members(room)), ttl))
         written = sorted(set(await redis.keys("*")) - before)
         expect(name, bool(written), "announce wrote nothing to Redis", hint)
@@ -265,7 +250,7 @@ async def check_members_across_instances(announce: Callable[..., Any],
         expect(name, all(t > 0 for t in ttls.values()),
                f"every key announce writes needs an expiry (TTL), got {ttls}: without one, a "
                "crashed instance's members stay listed forever", hint)
-        got = await _result(name, hint, attempt(name, hint, room_members, redis, ns, room))
+        got = await settle(name, hint, attempt(name, hint, room_members, redis, ns, room))
         want = sorted(on_a | on_b)
         expect(name, sorted(got or []) == want,
                f"room_members returned {got!r}, expected {want} (each user once)", hint)
@@ -279,7 +264,7 @@ async def check_members_across_instances(announce: Callable[..., Any],
         except TimeoutError:
             raise ExerciseFailed(name, f"announce(..., ttl=1) wrote keys that did not expire "
                                  f"within 5 s: {short}", hint) from None
-        got = await _result(name, hint, attempt(name, hint, room_members, redis, ns, room))
+        got = await settle(name, hint, attempt(name, hint, room_members, redis, ns, room))
         expect(name, sorted(got or []) == sorted(on_a),
                f"instance B stopped announcing (its ttl was 1 s) and its keys expired; "
                f"room_members returned {got!r}, expected {sorted(on_a)}", hint)

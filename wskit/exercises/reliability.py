@@ -336,13 +336,12 @@ async def check_pong_watch(watch_class: type) -> None:
 
     import aiohttp
 
+    from ..runner import serve_app
+
     app = web.Application()
     app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    handle = await serve_app(app, name="exercise-4-1")
+    port = handle.port
     try:
         async with aiohttp.ClientSession() as session:
             live = await session.ws_connect(f"http://127.0.0.1:{port}/ws?user=live")
@@ -377,7 +376,7 @@ async def check_pong_watch(watch_class: type) -> None:
     except Exception as exc:
         raise ExerciseFailed(name, f"live, your class raised {exc!r}", hint) from exc
     finally:
-        await runner.cleanup()
+        await handle.stop()
     return passed(name, f"100 random timelines; live: the silent client closed after "
                   f"{took:.2f} s, the answering one kept")
 
