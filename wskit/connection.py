@@ -152,7 +152,7 @@ class Connection:
         self._closing = False
         self._on_close = on_close
         self._close_timeout = close_timeout
-        #: resolved when closing begins, so a reader blocked on a silent peer can be woken
+        #: resolved when closing begins (the server cancels its reader then; tests wait on it)
         self.closed_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._try_write = getattr(transport, "try_write", None)
         self._drained: asyncio.Future[None] | None = None

@@ -236,9 +236,6 @@ class IdleRelay:
 
             pipes = [asyncio.ensure_future(pipe(reader, up_writer)),
                      asyncio.ensure_future(pipe(up_reader, writer))]
-            # a pipe ends with its connection: EOF, or the reset of an abort
-            for p in pipes:
-                p.add_done_callback(lambda p: p.cancelled() or p.exception())
             try:
                 while not any(p.done() for p in pipes):
                     left = last[0] + self.idle_timeout - loop.time()
