@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import subprocess
 import uuid
 from collections import Counter
 from typing import Any
@@ -18,6 +16,7 @@ from processes import first_line, interrupt, spawn
 import wskit
 from wskit import ServerError
 from wskit.backplane import MemoryBackplane, RedisBackplane, decode_envelope, encode_envelope
+from wskit.localredis import LocalRedis
 
 MIX = ("aiohttp", "fastapi", "aiohttp")
 
@@ -195,42 +194,13 @@ needs_redis_server = pytest.mark.skipif(
     REDIS_SERVER is None, reason="redis-server not installed (apt-get install redis-server)")
 
 
-class OwnRedis:
-    """A redis-server on a free port, private to one test (the shared one is never touched)."""
+class OwnRedis(LocalRedis):
+    """A redis-server private to one test (the shared one is never touched); start()
+    is awaited here because tests call it from the event loop."""
 
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.extra: list[str] = []
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", *self.extra], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        password = self.extra[1] if self.extra[:1] == ["--requirepass"] else None
-        client = aioredis.from_url(self.url, password=password)
-        try:
-            for _ in range(200):
-                try:
-                    if await client.ping():
-                        return
-                except OSError:
-                    await asyncio.sleep(0.025)  # waiting for a process to listen, bounded
-                except Exception:
-                    await asyncio.sleep(0.025)
-            raise AssertionError("redis-server did not start")
-        finally:
-            await client.aclose()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+    async def start(self, timeout: float = 10.0) -> OwnRedis:  # type: ignore[override]
+        await asyncio.to_thread(LocalRedis.start, self, timeout)
+        return self
 
 
 @pytest.fixture
@@ -238,7 +208,7 @@ async def own_redis():
     server = OwnRedis()
     await server.start()
     yield server
-    server.stop()
+    server.close()
 
 
 async def _roundtrip(sender: wskit.Client, receiver: wskit.Client, text: str) -> None:
@@ -250,8 +220,7 @@ async def _roundtrip(sender: wskit.Client, receiver: wskit.Client, text: str) ->
 
 @needs_redis_server
 async def test_redis_auth_failure_is_a_clear_error(start) -> None:
-    server = OwnRedis()
-    server.extra = ["--requirepass", "sesame"]
+    server = OwnRedis(["--requirepass", "sesame"])
     await server.start()
     try:
         with pytest.raises(wskit.BackplaneUnavailable, match="requires a password"):
@@ -263,7 +232,7 @@ async def test_redis_auth_failure_is_a_clear_error(start) -> None:
         assert ok.server is not None and ok.server.backplane.healthy
         assert "sesame" not in ok.server.backplane.url
     finally:
-        server.stop()
+        server.close()
 
 
 @needs_redis_server

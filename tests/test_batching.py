@@ -185,7 +185,7 @@ async def test_redis_pipeline_on_a_real_redis() -> None:
             results = await bp.send(batch(3))
             assert all(type(r).__name__ == "BackplaneUnavailable" for r in results), results
     finally:
-        own.stop()
+        own.close()
 
 
 # -- envelopes: our own are spliced, anyone else's are checked in full ---------------

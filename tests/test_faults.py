@@ -61,8 +61,7 @@ async def test_subscribe_in_the_listeners_window_is_applied() -> None:
 @needs_redis_server
 async def test_start_timeout_is_backplane_unavailable_and_leaves_nothing() -> None:
     """A Redis that answers PING but refuses SUBSCRIBE (as a proxy without pub/sub)."""
-    server = OwnRedis()
-    server.extra = ["--rename-command", "SUBSCRIBE", ""]
+    server = OwnRedis(["--rename-command", "SUBSCRIBE", ""])
     await server.start()
     bp = RedisBackplane(server.url, confirm_timeout=0.5)
     try:
@@ -70,7 +69,7 @@ async def test_start_timeout_is_backplane_unavailable_and_leaves_nothing() -> No
             await bp.start()
         # the autouse leak check fails the test if the listener were still running
     finally:
-        server.stop()
+        server.close()
 
 
 # -- fault 8: the client and frames that are not objects ----------------------------------

@@ -12,16 +12,11 @@ import pytest
 import wskit
 from wskit import CloseCode, ServerStartError
 from wskit.exceptions import BackplaneUnavailable, ConfigError
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from wskit.ports import free_port
 
 
 async def test_rerunning_serve_with_same_name_replaces_the_server(clients, framework) -> None:
-    port = _free_port()
+    port = free_port()
     first = await wskit.serve(framework, port=port, name="cell-3", backplane="none")
     try:
         client = await clients(first, user="a")
@@ -51,7 +46,7 @@ async def test_port_in_use_is_an_exception_not_an_exit(framework) -> None:
 
 
 async def test_unreachable_redis_fails_where_the_server_is_started(framework) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     with pytest.raises(BackplaneUnavailable, match=f"cannot reach Redis at redis://127.0.0.1:{port}"):
         await wskit.serve(framework, name="noredis", backplane=f"redis://127.0.0.1:{port}/0")
     with pytest.raises(ConfigError, match="unknown backplane URL"):

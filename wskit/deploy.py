@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .ports import free_port
+
 __all__ = ["nginx_config", "LocalNginx", "IdleRelay", "find_nginx"]
 
 _TEMPLATE = """\
@@ -106,12 +108,6 @@ def find_nginx() -> Optional[str]:
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class LocalNginx:
     """nginx with the documented config and a throwaway certificate, on a free port.
 
@@ -143,7 +139,7 @@ class LocalNginx:
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
         cert.private_key_and_cert_chain_pem.write_to_path(str(self.prefix / "server.pem"))
-        self.port = _free_port()
+        self.port = free_port()  # nginx is given its port: one no client can take
         conf = self.prefix / "nginx.conf"
         conf.write_text(nginx_config(self.port, self.upstreams, str(self.prefix / "server.pem"),
                                      str(self.prefix / "server.pem"), str(self.prefix),

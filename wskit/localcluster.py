@@ -6,7 +6,8 @@
         cluster.wait_ok()            # its replica took over
 
 Every node is a ``redis-server --cluster-enabled yes`` on a free port of
-127.0.0.1, with nothing saved to disk, in a temporary directory removed on
+127.0.0.1 (below the ephemeral range, with its bus port: :mod:`wskit.localredis`
+says why), with nothing saved to disk, in a temporary directory removed on
 :meth:`stop`; ``redis-cli --cluster create`` joins them. A low
 ``cluster-node-timeout`` (1 s by default) makes failovers quick. Needs the
 ``redis-server`` and ``redis-cli`` binaries (Debian: ``apt-get install
@@ -16,7 +17,6 @@ redis-server``); :func:`available` says whether they are here.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,28 +24,14 @@ from typing import Optional
 
 import redis
 
+from .localredis import free_port, spawn, wait_answering
+
 __all__ = ["LocalCluster", "available"]
 
 
 def available() -> bool:
     """True if ``redis-server`` and ``redis-cli`` are installed."""
     return bool(shutil.which("redis-server") and shutil.which("redis-cli"))
-
-
-def _free_port() -> int:
-    # cluster bus port = port + 10000 must be free too
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return int(port)
 
 
 class LocalCluster:
@@ -75,11 +61,9 @@ class LocalCluster:
             raise RuntimeError("redis-server and redis-cli are needed for a local cluster")
         self._dir = tempfile.TemporaryDirectory(prefix="wskit-cluster-")
         try:
-            for _ in range(self.masters * (1 + self.replicas)):
-                self._spawn(_free_port())
             deadline = time.monotonic() + timeout
-            for port in self.procs:
-                self._wait_ping(port, deadline)
+            for _ in range(self.masters * (1 + self.replicas)):
+                self._spawn(deadline)
             if self.masters >= 3:
                 subprocess.run(
                     ["redis-cli", "--cluster", "create",
@@ -105,33 +89,30 @@ class LocalCluster:
                     if other != port:
                         client.execute_command("CLUSTER", "MEET", "127.0.0.1", other)
 
-    def _spawn(self, port: int) -> None:
+    def _spawn(self, deadline: float) -> None:
+        """One more node, listening; on a port another process took meanwhile, another."""
         assert self._dir is not None
-        self.procs[port] = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-             "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-             "--cluster-node-timeout", str(self.node_timeout_ms),
-             # the other shards keep serving while one has no master (the default,
-             # yes, stops the whole cluster until the failover is done)
-             "--cluster-require-full-coverage", "no",
-             "--save", "", "--appendonly", "no", "--dir", self._dir.name],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for attempt in range(5):
+            port = free_port(also_free=10000)  # the cluster bus listens on port + 10000
+            with tempfile.TemporaryFile() as log:
+                proc = spawn(port, [
+                    "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                    "--cluster-node-timeout", str(self.node_timeout_ms),
+                    # the other shards keep serving while one has no master (the default,
+                    # yes, stops the whole cluster until the failover is done)
+                    "--cluster-require-full-coverage", "no"], self._dir.name, log)
+                try:
+                    wait_answering(proc, port, log, deadline)
+                except OSError as exc:
+                    if "in use" not in str(exc) or attempt == 4:
+                        raise
+                    continue
+            self.procs[port] = proc
+            return
 
     def _client(self, port: int) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=port, decode_responses=True,
                            socket_timeout=2.0, socket_connect_timeout=1.0)
-
-    def _wait_ping(self, port: int, deadline: float) -> None:
-        while True:
-            try:
-                with self._client(port) as client:
-                    if client.ping():
-                        return
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"redis-server on port {port} did not start")
-            time.sleep(0.05)  # polling a process that is starting
 
     def nodes(self) -> list[dict[str, object]]:
         """``CLUSTER NODES`` as seen by a live node: port, role, slots, failed."""

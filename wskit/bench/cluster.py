@@ -27,15 +27,14 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..localcluster import LocalCluster, available
+from ..localredis import LocalRedis
 from .fanout import WSKIT, Target, WSClient, ws_connect
 
 WINDOW = 64
@@ -49,32 +48,6 @@ class Row:
     deliveries_per_s: float
     complete: bool
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class _OneRedis:
-    """A private redis-server on a free port."""
-
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # waiting for the process to listen
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
 
 
 async def measure(url: str, rooms: int, posts: int) -> tuple[float, bool]:
@@ -180,13 +153,11 @@ def run(rounds: int, rooms: int, posts: int,
         for setup in SETUPS:
             progress(f"round {rnd + 1}/{rounds}  {setup}")
             if setup == "redis":
-                one = _OneRedis()
-                try:
+                with LocalRedis() as one:
+                    assert one.proc is not None
                     before = _cpu_seconds([one.proc.pid])
                     rate, ok = asyncio.run(measure(one.url, rooms, posts))
                     cpu = [a - b for a, b in zip(_cpu_seconds([one.proc.pid]), before)]
-                finally:
-                    one.stop()
             else:
                 with LocalCluster(masters=int(setup[-1]), replicas=0) as cluster:
                     pids = [p.pid for p in cluster.procs.values()]
