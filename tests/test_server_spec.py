@@ -304,3 +304,50 @@ async def test_rate_limit_refuses_then_closes(make_server) -> None:
     assert p.transport.close_code == CloseCode.RATE_LIMITED
     frames = p.unread()
     assert [f.get("code") for f in frames] == ["rate_limited"]
+
+
+# -- the serving task reads: a close from elsewhere ends it, nothing else is swallowed ----
+
+async def test_a_close_from_elsewhere_ends_the_serving_task_normally(make_server) -> None:
+    """The read loop runs in the adapter's task (no reader task per connection). A
+    close from another task cancels that read, and the adapter's handler still
+    returns normally: the cancellation stops there."""
+    server = await make_server()
+    p = await peer(server, "alice")
+    assert p.conn.reader is p.task  # reading, in the serving task itself
+    p.conn.close_soon(CloseCode.POLICY_VIOLATION, "from elsewhere")
+    await p.finished()
+    assert p.task is not None and not p.task.cancelled() and p.task.exception() is None
+    assert p.transport.close_code == CloseCode.POLICY_VIOLATION
+
+
+async def test_a_close_by_the_reading_task_itself_reads_no_further(make_server) -> None:
+    """A frame that closes its own connection (binary here) is the last one read:
+    frames already queued behind it get no reply."""
+    server = await make_server()
+    p = await peer(server, "alice")
+    p.send(b"\x00binary")
+    p.send({"type": "ping", "ref": "after"})
+    await p.finished()
+    assert p.transport.close_code == CloseCode.UNSUPPORTED_DATA
+    assert p.unread() == [] and not p.task.cancelled()  # type: ignore[union-attr]
+
+
+async def test_cancelling_the_serving_task_still_cancels_it(make_server) -> None:
+    """Someone else's cancellation (a server shutting its handlers down) is not the
+    close's: it propagates, even when it arrives together with a close."""
+    server = await make_server()
+    lone, both = await peer(server, "lone"), await peer(server, "both")
+    assert lone.task is not None and both.task is not None
+    lone.task.cancel()
+    both.conn.close_soon(CloseCode.GOING_AWAY, "closing")  # cancels the read ...
+    both.task.cancel()  # ... and someone cancels the task as well
+    for task in (lone.task, both.task):
+        await asyncio.wait({task}, timeout=5)
+        assert task.done()
+    assert lone.task.cancelled()
+    # 3.11+ counts the two cancellations and lets the second through; 3.10 cannot tell
+    # them apart (no Task.uncancel) and ends normally: either way nothing is left open
+    assert both.task.cancelled() or not hasattr(both.task, "uncancel")
+    for p in (lone, both):
+        assert p.transport.closed.is_set()

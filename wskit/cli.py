@@ -141,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="posts per fanout throughput run (default: by size)")
     p.add_argument("--loop", choices=LOOPS, default="asyncio",
                    help="the target servers' event loop (the load generator stays on asyncio)")
+    p.add_argument("--connections", type=int, default=None, metavar="N",
+                   help="held: connections per server (default 2000; --quick 500)")
+    p.add_argument("--hold", type=float, default=None, metavar="S",
+                   help="held: seconds held idle (default 10; --quick 3)")
+    p.add_argument("--default-heartbeat", action="store_true",
+                   help="held: wskit's default heartbeat (20 s / 20 s) instead of 0.5 s / 1 s")
+    p.add_argument("--pin", action="store_true",
+                   help="fanout: the load generator on half the CPUs, the servers on the other "
+                        "half (steadier ratios on a small machine)")
     p.add_argument("--plot", default=None, metavar="PNG", help="curves: also draw them here")
     return parser
 

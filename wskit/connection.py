@@ -43,7 +43,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from typing import Callable, Optional, Protocol, Union
+from typing import Any, Callable, Optional, Protocol, Union
 
 from .heartbeat import Heartbeat
 from .protocol import CloseCode, text_frame
@@ -123,7 +123,7 @@ class Connection:
         "_byte_limit", "_queued_bytes",
         "_started", "_writer", "_closer", "_closing", "_on_close", "_close_timeout",
         "closed_future", "_try_write", "heartbeat", "_drained", "bucket", "frames_out",
-        "reader",
+        "reader", "read_cancelled",
     )
 
     def __init__(
@@ -152,7 +152,7 @@ class Connection:
         self._closing = False
         self._on_close = on_close
         self._close_timeout = close_timeout
-        #: resolved when closing begins (the server cancels its reader then; tests wait on it)
+        #: resolved when closing begins (tests wait on it)
         self.closed_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._try_write = getattr(transport, "try_write", None)
         self._drained: asyncio.Future[None] | None = None
@@ -164,8 +164,10 @@ class Connection:
             self.heartbeat = Heartbeat(self.deliver, self.close_soon, *heartbeat)
         #: the connection's rate limit (:class:`wskit.ratelimit.TokenBucket`), if any
         self.bucket: TokenBucket | None = None
-        #: the task reading this connection (the server's), cancelled when it closes
-        self.reader: asyncio.Task[None] | None = None
+        #: the task reading this connection (the server's) while it reads; a close
+        #: from any other task cancels it and sets ``read_cancelled``
+        self.reader: asyncio.Task[Any] | None = None
+        self.read_cancelled = False
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"

@@ -192,37 +192,40 @@ class ChatServer:
             conn.bucket = TokenBucket(s.rate_limit, s.rate_burst,
                                       now=asyncio.get_running_loop().time())
         self._connections.add(conn)
-        reader: Optional[asyncio.Task[None]] = None
         try:
             if self.hub.add(conn, user) and self.relay is not None:
                 self.relay.user_arrived(user)
                 await self.relay.settle()
             conn.start()
             conn.deliver(self._welcome(conn))
-            reader = conn.reader = asyncio.get_running_loop().create_task(
-                self._reader(conn), name=f"wskit-reader-{conn.id}")
-            # The reader ends when the client closes; the connection can also be
-            # closed from elsewhere (outbox full, heartbeat, server stop), and then
-            # _on_close cancels the reader rather than leave it waiting on a silent
-            # peer. (Awaiting the reader itself, not asyncio.wait on it and a close
-            # future: nothing more to hold per idle connection.)
-            await reader
+            await self._read(conn)
         finally:
-            if reader is not None and not reader.done():
-                reader.cancel()
-                # wait() rather than await: our own cancellation, if any, must propagate
-                await asyncio.wait({reader})
             await conn.close(CloseCode.NORMAL)
             self._connections.discard(conn)
             self._posting.pop(conn, None)  # its posts still complete; no reply goes out
 
-    async def _reader(self, conn: Connection) -> None:
+    async def _read(self, conn: Connection) -> None:
+        """The read loop, run in the task that serves the connection: no task of its
+        own, because an idle connection should hold as little as possible.
+
+        The loop ends when the client closes. The connection can also be closed
+        from elsewhere (outbox full, heartbeat, server stop): then ``_on_close``
+        cancels this task rather than leave it waiting on a silent peer, and that
+        cancellation (``conn.read_cancelled``) ends the loop here and goes no further.
+        """
+        task = conn.reader = asyncio.current_task()
         try:
             await self._read_loop(conn)
         except asyncio.CancelledError:
-            if not conn.closing:
-                raise  # not the close's doing: serve_connection itself was cancelled
-            # cancelled because the connection closed: the reader's normal end
+            if not conn.read_cancelled:
+                raise  # not the close's doing: the server's task itself was cancelled
+            # Python 3.11+ counts cancellations: take ours back; if another remains
+            # (someone cancelled the serving task as well), that one propagates
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None and uncancel() > 0:
+                raise
+        finally:
+            conn.reader = None
 
     async def _read_loop(self, conn: Connection) -> None:
         receive = conn.transport.receive
@@ -263,13 +266,12 @@ class ChatServer:
     def _on_close(self, conn: Connection) -> None:
         """Called once, synchronously, when a connection starts closing."""
         reader = conn.reader
-        if reader is not None and not reader.done():
-            cancel = reader.cancel
-            if asyncio.current_task() is reader:
-                # the reader closed it: stop it at its next await, not in mid-step
-                asyncio.get_running_loop().call_soon(cancel)
-            else:
-                cancel()
+        # (a close by the reading task itself needs no cancel: its loop checks
+        # conn.closing before it reads again)
+        if reader is not None and reader is not asyncio.current_task():
+            conn.reader = None
+            conn.read_cancelled = True
+            reader.cancel()
         if conn.close_code in _CLIENT_FAULTS:
             client_faults.log(logging.INFO, "closing %s (user %r) with %s: %s", conn.id,
                               conn.user, conn.close_code, conn.close_reason)

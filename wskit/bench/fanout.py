@@ -195,6 +195,28 @@ DIALECTS = {
 
 # -- one target process -------------------------------------------------------------
 
+#: ``--pin``: (the load generator's CPUs, every target's CPUs), or None (the kernel
+#: schedules both anywhere). On two cores, unpinned, the server and the load generator
+#: fight for the same core at times, and same-round ratios scatter (0.5 to 1.0 for one
+#: target in one run); pinned, each has a core of its own and ratios are steadier.
+PINNED: Optional[tuple[set[int], set[int]]] = None
+
+
+def pin(split: bool) -> Optional[str]:
+    """Give the load generator and the targets disjoint CPUs; a description, or None
+    if this machine cannot (fewer than 2 CPUs, or no ``sched_setaffinity``)."""
+    global PINNED
+    if not split or not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    half = len(cpus) // 2
+    PINNED = (set(cpus[:half]), set(cpus[half:]))
+    os.sched_setaffinity(0, PINNED[0])
+    return f"load generator on CPU {cpus[:half]}, servers on CPU {cpus[half:]}"
+
+
 class Target:
     def __init__(self, kind: str, redis: Optional[str] = None,
                  sndbuf: Optional[int] = None, loop: str = "asyncio") -> None:
@@ -207,6 +229,8 @@ class Target:
         args += ["--loop", loop]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
+        if PINNED:  # before it starts any thread (threads inherit the main thread's CPUs)
+            os.sched_setaffinity(self.proc.pid, PINNED[1])
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line.startswith("READY"):
             self.stop()
@@ -578,17 +602,18 @@ def main(args: argparse.Namespace) -> int:
     free = bool(getattr(args, "free", False))
     messages = getattr(args, "messages", None)
     loop = getattr(args, "loop", "asyncio")
+    pinned = pin(bool(getattr(args, "pin", False)))
     results = asyncio.run(run(sizes, rounds, args.quick, progress, stall_timeout, targets,
                               free=free, messages=messages, loop=loop))
     rows = summarize(results)
     if args.json:
-        print(json.dumps({"machine": _machine(), "seconds": round(time.monotonic() - started),
+        print(json.dumps({"machine": _machine(), "pinned": pinned, "seconds": round(time.monotonic() - started),
                           "rows": rows, "raw": [r.__dict__ for r in results]}, indent=2))
     else:
         mode = ("free-running (all posts at once, kernel socket buffers)" if free
                 else f"windowed ({WINDOW} posts in flight, {SNDBUF // 1024} KiB send buffers)")
         print(f"machine: {_machine()}; {rounds} round(s); servers on {loop}; throughput {mode}; "
-              f"{time.monotonic() - started:.0f}s")
+              f"{time.monotonic() - started:.0f}s" + (f"; {pinned}" if pinned else ""))
         print(table(rows, stall_timeout))
     return 0
 

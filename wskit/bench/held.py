@@ -1,11 +1,16 @@
-"""Connections held: N idle clients with heartbeats on, per framework.
+"""Connections held: N idle clients with heartbeats on, per framework, beside a floor.
 
-The server runs as ``python -m wskit serve`` in a child process (so its memory
-and CPU are its own); this process holds N plain aiohttp WebSocket clients that
-answer every app-level ping. Reported per framework: connect rate, the server's
-RSS per connection, the server's CPU while idle (the cost of pings), pings
-answered, connections closed (must be 0), and the time for one post to reach
-all N.
+The server runs in a child process (so its memory and CPU are its own): ``python
+-m wskit serve`` as a user runs it (default backplane), or the raw aiohttp floor
+of the fan-out benchmark (no heartbeat, nothing per connection but aiohttp's own).
+This process holds N plain aiohttp WebSocket clients that answer every app-level
+ping. Reported per server: connect rate, the server's RSS per connection, its
+peak RSS, its CPU while idle (the cost of pings), pings answered, connections
+closed (must be 0), and the time for one post to reach all N.
+
+``interval``/``timeout``: the heartbeat (None: wskit's defaults, 20 s / 20 s). At
+0.5 s / 1 s the idle CPU is mostly pings; with the defaults it is the memory of
+connections that are really idle.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import secrets
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import aiohttp
 
@@ -28,10 +33,11 @@ __all__ = ["run", "table"]
 
 @dataclass
 class Held:
-    framework: str
+    server: str
     connections: int
     connect_per_s: float
     kb_per_connection: float
+    peak_rss_mb: float
     idle_cpu_percent: float
     pings_answered: int
     closed: int
@@ -39,12 +45,12 @@ class Held:
     post_fanout_ms: float
 
 
-def _rss_kb(pid: int) -> int:
+def _rss_kb(pid: int, field: str = "VmRSS") -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 def _cpu_s(pid: int) -> float:
@@ -53,16 +59,32 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(framework: str, n: int, interval: float, timeout: float,
-                  hold: float) -> Held:
-    secret = secrets.token_hex(32)
+SERVERS = ("raw", "aiohttp", "fastapi")
+
+
+async def _start(server: str, secret: str, interval: Optional[float],
+                 timeout: Optional[float]) -> tuple[asyncio.subprocess.Process, str]:
+    if server == "raw":
+        args = ["-m", "wskit.bench.targets", "raw-aiohttp", "--sndbuf", "0"]
+    else:
+        args = ["-m", "wskit", "serve", "--framework", server, "--port", "0",
+                "--secret", secret]
+        if interval is not None and timeout is not None:
+            args += ["--ping-interval", str(interval), "--ping-timeout", str(timeout)]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wskit", "serve", "--framework", framework, "--port", "0",
-        "--secret", secret, "--redis", "none", "--ping-interval", str(interval),
-        "--ping-timeout", str(timeout), stdout=asyncio.subprocess.PIPE,
+        sys.executable, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL)
     assert proc.stdout is not None
-    url = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+    if server == "raw":  # READY host:port
+        return proc, f"ws://{line.split()[1]}/ws?room=all"
+    return proc, line
+
+
+async def measure(server: str, n: int, interval: Optional[float], timeout: Optional[float],
+                  hold: float) -> Held:
+    secret = secrets.token_hex(32)
+    proc, url = await _start(server, secret, interval, timeout)
     pings = closed = reached = 0
     everyone = asyncio.Event()
     # limit=0: a ClientSession holds at most 100 connections by default, and each
@@ -87,13 +109,17 @@ async def measure(framework: str, n: int, interval: float, timeout: float,
         closed += 1
 
     async def connect(i: int) -> None:
-        ws = await session.ws_connect(f"{url}?token={issue_token(f'u{i}', secret)}",
-                                      autoping=True)
-        await ws.receive()  # welcome
+        if server == "raw":  # the room is in the URL; there is no welcome
+            ws = await session.ws_connect(url, autoping=True)
+        else:
+            ws = await session.ws_connect(f"{url}?token={issue_token(f'u{i}', secret)}",
+                                          autoping=True)
+            await ws.receive()  # welcome
         sockets.append(ws)
         readers.append(asyncio.get_running_loop().create_task(serve_one(ws)))
         # the reader answers pings from here on; the join's reply is just a frame to it
-        await ws.send_str('{"type":"join","roomId":"all","ref":1}')
+        if server != "raw":
+            await ws.send_str('{"type":"join","roomId":"all","ref":1}')
 
     try:
         before = _rss_kb(proc.pid)
@@ -106,10 +132,13 @@ async def measure(framework: str, n: int, interval: float, timeout: float,
         idle_cpu = (_cpu_s(proc.pid) - cpu0) / hold * 100
         pings_held = pings - pings0
         after = _rss_kb(proc.pid)
-        poster = await session.ws_connect(f"{url}?token={issue_token('poster', secret)}")
-        await poster.receive()
-        await poster.send_str('{"type":"join","roomId":"all","ref":1}')
-        await poster.receive()
+        if server == "raw":
+            poster = await session.ws_connect(url)
+        else:
+            poster = await session.ws_connect(f"{url}?token={issue_token('poster', secret)}")
+            await poster.receive()
+            await poster.send_str('{"type":"join","roomId":"all","ref":1}')
+            await poster.receive()
         t1 = time.perf_counter()
         await poster.send_str('{"type":"message","roomId":"all","content":"hello, all"}')
         try:
@@ -118,8 +147,8 @@ async def measure(framework: str, n: int, interval: float, timeout: float,
             pass
         fanout_ms = (time.perf_counter() - t1) * 1000
         await poster.close()
-        return Held(framework, n, round(n / connect_s, 1), round((after - before) / n, 1),
-                    round(idle_cpu, 1), pings_held, closed, reached, round(fanout_ms, 1))
+        return Held(server, n, round(n / connect_s, 1), round((after - before) / n, 1),
+                    round(_rss_kb(proc.pid, "VmHWM") / 1024, 1), round(idle_cpu, 1), pings_held, closed, reached, round(fanout_ms, 1))
     finally:
         for ws in sockets:
             await ws.close()
@@ -127,17 +156,19 @@ async def measure(framework: str, n: int, interval: float, timeout: float,
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
         await session.close()
+        if proc.stdin is not None:
+            proc.stdin.close()  # the raw floor serves until its stdin closes
         proc.terminate()
         await proc.wait()
 
 
-async def run(n: int = 2000, interval: float = 0.5, timeout: float = 1.0,
-              hold: float = 10.0) -> list[Held]:
-    return [await measure(fw, n, interval, timeout, hold) for fw in ("aiohttp", "fastapi")]
+async def run(n: int = 2000, interval: Optional[float] = 0.5, timeout: Optional[float] = 1.0,
+              hold: float = 10.0, servers: Sequence[str] = SERVERS) -> list[Held]:
+    return [await measure(server, n, interval, timeout, hold) for server in servers]
 
 
 def table(rows: list[Held]) -> str:
-    head = ("framework", "connections", "connect/s", "KB/conn", "idle CPU %", "pings answered",
+    head = ("server", "connections", "connect/s", "KB/conn", "peak MB", "idle CPU %", "pings answered",
             "closed", "post reached", "fan-out ms")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
