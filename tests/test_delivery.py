@@ -238,3 +238,88 @@ def json_text(wire: bytes) -> str:
         return wire[2:].decode()
     assert int.from_bytes(wire[2:4], "big") == len(wire) - 4
     return wire[4:].decode()
+
+
+# -- a transport with only an async send (ASGI): sent in place, a task only if it waits --
+
+class AsyncOnlyTransport:
+    """Like Starlette's WebSocket: no try_write, a send that can be made to wait."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.open = asyncio.Event()
+        self.open.set()
+        self.fail = False
+        self.cancelled = 0
+        self.aborted = False
+        self.closed_with: tuple[int, str] | None = None
+
+    async def receive(self) -> str | bytes | None:
+        return None
+
+    async def send_text(self, text: str) -> None:
+        if self.fail:
+            raise ConnectionResetError("the peer is gone")
+        try:
+            await self.open.wait()  # returns at once while open, as uvicorn's writable does
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.sent.append(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def _started(t: AsyncOnlyTransport, **kwargs: object) -> Connection:
+    conn = Connection(t, "u", **kwargs)  # type: ignore[arg-type]
+    conn.start()
+    return conn
+
+
+async def test_a_send_that_need_not_wait_runs_in_place_without_a_task() -> None:
+    t = AsyncOnlyTransport()
+    conn = _started(t)
+    tasks = asyncio.all_tasks()
+    assert [conn.deliver(x) for x in "abc"] == [True] * 3
+    assert t.sent == ["a", "b", "c"]  # already sent: nothing was scheduled
+    assert asyncio.all_tasks() == tasks and conn.frames_out == 3 and conn.pending == 0
+    await conn.close()
+
+
+async def test_a_send_that_waits_is_finished_by_a_writer_then_the_outbox_in_order() -> None:
+    t = AsyncOnlyTransport()
+    conn = _started(t)
+    t.open.clear()  # the socket's buffer is full
+    assert conn.deliver("a") and t.sent == []
+    writer = conn._writer
+    assert writer is not None  # the send that waits got a task
+    assert conn.deliver("b") and conn.deliver("c") and conn.pending == 2  # behind it
+    t.open.set()
+    await asyncio.wait_for(writer, 2)
+    assert t.sent == ["a", "b", "c"] and conn.frames_out == 3 and conn._writer is None
+    assert conn.deliver("d") and t.sent[-1] == "d"  # in place again
+    await conn.close()
+
+
+async def test_a_waiting_send_is_cancelled_by_a_close_that_cannot_wait() -> None:
+    t = AsyncOnlyTransport()
+    conn = _started(t, close_timeout=0.05)
+    t.open.clear()
+    conn.deliver("never")
+    await asyncio.wait_for(conn.close(CloseCode.GOING_AWAY), 2)
+    # the cancellation reached the framework's send itself; no handshake behind a stuck frame
+    assert t.cancelled == 1 and t.aborted and t.sent == [] and t.closed_with is None
+
+
+async def test_a_send_that_fails_at_once_closes_1001() -> None:
+    t = AsyncOnlyTransport()
+    conn = _started(t)
+    t.fail = True
+    assert conn.deliver("x") is False
+    assert conn.closing and conn.close_code == CloseCode.GOING_AWAY
+    await asyncio.wait_for(conn.wait_closed(), 2)
+    assert t.aborted

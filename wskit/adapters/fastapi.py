@@ -39,7 +39,9 @@ class StarletteTransport:
         return message.get("bytes") or b""
 
     async def send_text(self, text: str) -> None:
-        await self.ws.send_text(text)
+        # WebSocket.send with the message send_text would build: one coroutine
+        # fewer per delivery (a broadcast makes N of them)
+        await self.ws.send({"type": "websocket.send", "text": text})
 
     async def close(self, code: int, reason: str) -> None:
         if (self.ws.application_state is WebSocketState.CONNECTED

@@ -9,6 +9,8 @@ kind                what
 ==================  ==========================================================
 ``raw-aiohttp``     the floor: a plain aiohttp handler that sends one pre-encoded
                     string to a plain list of sockets, nothing else
+``raw-fastapi``     the same loop as a FastAPI route under uvicorn: the framework's
+                    own cost per frame, for scale (not a floor for the ratios)
 ``wskit-aiohttp``   wskit on aiohttp with the default backplane, as ``python -m
                     wskit serve`` runs it (fakeredis in the process)
 ``wskit-fastapi``   the same on FastAPI/uvicorn
@@ -34,6 +36,7 @@ import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from .. import runner
 from ..runner import LOOPS
@@ -49,7 +52,7 @@ SNDBUF = 64 * 1024
 
 
 _bind = runner.bind_socket
-KINDS = ("raw-aiohttp", "wskit-aiohttp", "wskit-fastapi", "wskit-aiohttp-none",
+KINDS = ("raw-aiohttp", "raw-fastapi", "wskit-aiohttp", "wskit-fastapi", "wskit-aiohttp-none",
          "wskit-fastapi-none", "seed-aiohttp", "seed-fastapi",
          "wskit-2x", "wskit-2x-nohist", "wskit-3x")
 
@@ -80,10 +83,38 @@ def raw_app() -> web.Application:
     return app
 
 
+def raw_fastapi_app() -> FastAPI:
+    """:func:`raw_app`'s loop as a FastAPI WebSocket route (its annotations are
+    resolved from this module's globals: hence the imports at the top)."""
+    app = FastAPI()
+    rooms: dict[str, list[WebSocket]] = {}
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket, room: str = "bench") -> None:
+        await ws.accept()
+        sockets = rooms.setdefault(room, [])
+        sockets.append(ws)
+        try:
+            while True:
+                text = await ws.receive_text()
+                if text.startswith('{"type":"message"'):
+                    for other in sockets:
+                        if other is not ws:
+                            await other.send_text(text)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sockets.remove(ws)
+
+    return app
+
+
 async def run(kind: str, redis: str | None) -> None:
     handles = []
     if kind == "raw-aiohttp":
         handles.append(await serve_app(raw_app(), name="bench"))
+    elif kind == "raw-fastapi":
+        handles.append(await serve_app(raw_fastapi_app(), name="bench"))
     elif kind in ("wskit-aiohttp", "wskit-fastapi"):
         # the default, as `python -m wskit serve` gives it: a fakeredis backplane in-process
         handles.append(await serve(kind.split("-")[1], name="bench", backplane="fakeredis://bench",
