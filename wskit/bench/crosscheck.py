@@ -1,6 +1,6 @@
 """A second load generator, to cross-check the fan-out benchmark's burst figures.
 
-    python -m wskit.bench.crosscheck raw-aiohttp,wskit-aiohttp,wskit-fastapi [ROUNDS]
+    python -m wskit.bench.crosscheck [raw-aiohttp,wskit-aiohttp,wskit-fastapi [ROUNDS]]
 
 The fan-out benchmark's clients are a minimal protocol of its own; this one uses
 500 aiohttp ``ClientSession`` WebSocket clients (what an independent check would
@@ -22,6 +22,7 @@ import aiohttp
 from .fanout import DIALECTS, Target
 
 N, M = 500, 600
+DEFAULT = "raw-aiohttp,wskit-aiohttp,wskit-fastapi"
 
 
 async def burst(kind: str) -> float:
@@ -91,4 +92,5 @@ async def main(kinds: list[str], rounds: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1].split(","), int(sys.argv[2]) if len(sys.argv) > 2 else 3))
+    asyncio.run(main((sys.argv[1] if len(sys.argv) > 1 else DEFAULT).split(","),
+                     int(sys.argv[2]) if len(sys.argv) > 2 else 3))
