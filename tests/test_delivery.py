@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 
 from wskit import ChatServer, CloseCode
 from wskit.connection import Connection
@@ -274,14 +276,35 @@ class AsyncOnlyTransport:
         self.aborted = True
 
 
+class _PlainAwaitable:
+    """An awaitable that is not a coroutine (as an ASGI middleware's send may return)."""
+
+    def __init__(self, coro: Any) -> None:
+        self.coro = coro
+
+    def __await__(self) -> Any:
+        return (yield from self.coro.__await__())
+
+
+class PlainAwaitableTransport(AsyncOnlyTransport):
+    """send_text is a plain method returning an awaitable (as the FastAPI adapter's is)."""
+
+    def send_text(self, text: str) -> Any:  # type: ignore[override]
+        return _PlainAwaitable(super().send_text(text))
+
+
+@pytest.fixture(params=[AsyncOnlyTransport, PlainAwaitableTransport])
+def t(request: pytest.FixtureRequest) -> AsyncOnlyTransport:
+    return request.param()  # type: ignore[no-any-return]
+
+
 def _started(t: AsyncOnlyTransport, **kwargs: object) -> Connection:
     conn = Connection(t, "u", **kwargs)  # type: ignore[arg-type]
     conn.start()
     return conn
 
 
-async def test_a_send_that_need_not_wait_runs_in_place_without_a_task() -> None:
-    t = AsyncOnlyTransport()
+async def test_a_send_that_need_not_wait_runs_in_place_without_a_task(t: AsyncOnlyTransport) -> None:
     conn = _started(t)
     tasks = asyncio.all_tasks()
     assert [conn.deliver(x) for x in "abc"] == [True] * 3
@@ -290,8 +313,7 @@ async def test_a_send_that_need_not_wait_runs_in_place_without_a_task() -> None:
     await conn.close()
 
 
-async def test_a_send_that_waits_is_finished_by_a_writer_then_the_outbox_in_order() -> None:
-    t = AsyncOnlyTransport()
+async def test_a_send_that_waits_is_finished_by_a_writer_then_the_outbox_in_order(t: AsyncOnlyTransport) -> None:
     conn = _started(t)
     t.open.clear()  # the socket's buffer is full
     assert conn.deliver("a") and t.sent == []
@@ -305,8 +327,7 @@ async def test_a_send_that_waits_is_finished_by_a_writer_then_the_outbox_in_orde
     await conn.close()
 
 
-async def test_a_waiting_send_is_cancelled_by_a_close_that_cannot_wait() -> None:
-    t = AsyncOnlyTransport()
+async def test_a_waiting_send_is_cancelled_by_a_close_that_cannot_wait(t: AsyncOnlyTransport) -> None:
     conn = _started(t, close_timeout=0.05)
     t.open.clear()
     conn.deliver("never")
@@ -315,8 +336,7 @@ async def test_a_waiting_send_is_cancelled_by_a_close_that_cannot_wait() -> None
     assert t.cancelled == 1 and t.aborted and t.sent == [] and t.closed_with is None
 
 
-async def test_a_send_that_fails_at_once_closes_1001() -> None:
-    t = AsyncOnlyTransport()
+async def test_a_send_that_fails_at_once_closes_1001(t: AsyncOnlyTransport) -> None:
     conn = _started(t)
     t.fail = True
     assert conn.deliver("x") is False

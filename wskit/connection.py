@@ -44,7 +44,9 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from typing import Any, Callable, Coroutine, Generator, Optional, Protocol, Union
+from types import CoroutineType
+from typing import (Any, Awaitable, Callable, Coroutine, Generator, Optional, Protocol,
+                    Union)
 
 from .heartbeat import Heartbeat
 from .protocol import CloseCode, text_frame
@@ -67,8 +69,12 @@ class Transport(Protocol):
         connection with 1009 and ``receive`` then returns None.
         """
 
-    async def send_text(self, text: str) -> None:
-        """Send one text frame; may block on back-pressure, may raise if the peer is gone."""
+    def send_text(self, text: str) -> Awaitable[None]:
+        """Send one text frame; may block on back-pressure, may raise if the peer is gone.
+
+        An ``async def`` will do; a plain method may also return the framework's own
+        awaitable, which saves a coroutine per delivery (the FastAPI adapter does).
+        """
 
     async def close(self, code: int, reason: str) -> None:
         """Start the closing handshake (RFC 6455 section 7.1.2)."""
@@ -186,8 +192,10 @@ class Connection:
     @property
     def loaded(self) -> bool:
         """The outbox is past half its bounds: its senders should wait for it."""
-        return (2 * self.pending >= self._limit
-                or 2 * self._queued_bytes >= self._byte_limit)
+        queue = self._queue
+        if not queue:  # the common case, asked of every receiver after every post
+            return False
+        return 2 * len(queue) >= self._limit or 2 * self._queued_bytes >= self._byte_limit
 
     def _below_low_water(self) -> bool:
         return (4 * self.pending <= self._limit
@@ -275,7 +283,9 @@ class Connection:
         This is asyncio's eager task start (Python 3.12), done by hand because it
         must work from 3.10 and should not even build the Task.
         """
-        coro = self.transport.send_text(text)
+        awaitable = self.transport.send_text(text)
+        # a coroutine is stepped as it is; any other awaitable through its iterator
+        coro: Any = awaitable if type(awaitable) is CoroutineType else awaitable.__await__()
         try:
             waiting_on = coro.send(None)
         except StopIteration:
@@ -386,7 +396,8 @@ class _Continue:
 
     __slots__ = ("coro", "waiting_on")
 
-    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    def __init__(self, coro: Union[Coroutine[Any, Any, None], Generator[Any, Any, None]],
+                 waiting_on: Any) -> None:
         self.coro, self.waiting_on = coro, waiting_on
 
     def __await__(self) -> Generator[Any, Any, None]:

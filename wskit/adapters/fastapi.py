@@ -2,12 +2,23 @@
 
 Starlette's ``receive_text()``/``receive_json()`` raise on a binary frame, so the
 transport reads raw ASGI messages and branches on what arrived.
+
+Data frames go straight to the ASGI ``send`` callable, not through Starlette's
+``WebSocket.send``: a broadcast to N receivers makes N sends, and each one through
+Starlette passes a state check and the exception middleware's ``sender`` wrapper,
+two coroutines that do nothing for a ``websocket.send`` message. ``DirectSend``, a
+plain ASGI middleware that ``create_app`` installs innermost of the app's
+middleware, hands the endpoint the ``send`` it was given (so any middleware the
+user adds still sees every frame). Accept and close still go through Starlette,
+which tracks the socket's state.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Awaitable, Optional
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fastapi import FastAPI, Query, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -17,16 +28,33 @@ from ..protocol import close_reason
 from ..server import ChatServer
 from . import WS_PATH, chat_page, dev_token, health
 
-__all__ = ["create_app", "StarletteTransport"]
+__all__ = ["create_app", "DirectSend", "StarletteTransport"]
+
+#: the scope key under which :class:`DirectSend` leaves a WebSocket's ASGI ``send``
+SEND_KEY = "wskit.send"
+
+
+class DirectSend:
+    """ASGI middleware: records each WebSocket's ``send`` in its scope (see above)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[SEND_KEY] = send
+        await self.app(scope, receive, send)
 
 
 class StarletteTransport:
     """:class:`wskit.connection.Transport` over a Starlette ``WebSocket``."""
 
-    __slots__ = ("ws",)
+    __slots__ = ("ws", "_send")
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
+        # without the middleware (the app built some other way): Starlette's send
+        self._send: Send = ws.scope.get(SEND_KEY) or ws.send
 
     async def receive(self) -> str | bytes | None:
         message = await self.ws.receive()
@@ -38,10 +66,11 @@ class StarletteTransport:
             return text
         return message.get("bytes") or b""
 
-    async def send_text(self, text: str) -> None:
-        # WebSocket.send with the message send_text would build: one coroutine
-        # fewer per delivery (a broadcast makes N of them)
-        await self.ws.send({"type": "websocket.send", "text": text})
+    def send_text(self, text: str) -> Awaitable[None]:
+        # the ASGI send's own coroutine, not one of ours around it. uvicorn raises
+        # ClientDisconnected (an OSError) once the peer is gone; Connection closes
+        # with 1001 on any error from a send
+        return self._send({"type": "websocket.send", "text": text})
 
     async def close(self, code: int, reason: str) -> None:
         if (self.ws.application_state is WebSocketState.CONNECTED
@@ -74,6 +103,7 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
     app = FastAPI(title="wskit", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.wskit = server
+    app.add_middleware(DirectSend)  # first added: innermost of the app's middleware
 
     @app.websocket(WS_PATH)
     async def ws_endpoint(websocket: WebSocket, token: Optional[str] = Query(None)) -> None:

@@ -184,6 +184,7 @@ WSKIT = Dialect(_wskit_path, lambda r: _json({"type": "join", "roomId": r}),
 DIALECTS = {
     "raw-aiohttp": Dialect(lambda u, r: f"/ws?room={r}", None, WSKIT.post),
     "raw-fastapi": Dialect(lambda u, r: f"/ws?room={r}", None, WSKIT.post),
+    "raw-asgi": Dialect(lambda u, r: f"/ws?room={r}", None, WSKIT.post),
     "wskit-aiohttp": WSKIT, "wskit-fastapi": WSKIT, "wskit-aiohttp-none": WSKIT,
     "wskit-fastapi-none": WSKIT, "wskit-2x": WSKIT, "wskit-2x-nohist": WSKIT, "wskit-3x": WSKIT,
     "seed-aiohttp": WSKIT,
@@ -468,8 +469,9 @@ async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float
 #: two instances joined by a backplane, with history (the default) and without
 CROSS_TARGETS = ("wskit-2x", "wskit-2x-nohist")
 #: measured only when named (--targets): wskit standalone, and the raw loop on FastAPI
-#: (what uvicorn and Starlette cost per frame, with nothing of wskit's)
-EXTRA_TARGETS = ("wskit-aiohttp-none", "wskit-fastapi-none", "raw-fastapi")
+#: (what uvicorn and Starlette cost per frame, with nothing of wskit's) and on the bare
+#: ASGI send (what uvicorn alone costs)
+EXTRA_TARGETS = ("wskit-aiohttp-none", "wskit-fastapi-none", "raw-fastapi", "raw-asgi")
 
 
 async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[str], None],

@@ -11,6 +11,8 @@ kind                what
                     string to a plain list of sockets, nothing else
 ``raw-fastapi``     the same loop as a FastAPI route under uvicorn: the framework's
                     own cost per frame, for scale (not a floor for the ratios)
+``raw-asgi``        the same, each frame handed to uvicorn's ASGI ``send`` directly
+                    (as wskit's adapter does): the ceiling of any FastAPI app
 ``wskit-aiohttp``   wskit on aiohttp with the default backplane, as ``python -m
                     wskit serve`` runs it (fakeredis in the process)
 ``wskit-fastapi``   the same on FastAPI/uvicorn
@@ -39,6 +41,7 @@ from aiohttp import WSMsgType, web
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from .. import runner
+from ..adapters.fastapi import SEND_KEY, DirectSend
 from ..runner import LOOPS
 from ..runner import run as run_on
 from ..runner import serve, serve_app
@@ -52,8 +55,8 @@ SNDBUF = 64 * 1024
 
 
 _bind = runner.bind_socket
-KINDS = ("raw-aiohttp", "raw-fastapi", "wskit-aiohttp", "wskit-fastapi", "wskit-aiohttp-none",
-         "wskit-fastapi-none", "seed-aiohttp", "seed-fastapi",
+KINDS = ("raw-aiohttp", "raw-fastapi", "raw-asgi", "wskit-aiohttp", "wskit-fastapi",
+         "wskit-aiohttp-none", "wskit-fastapi-none", "seed-aiohttp", "seed-fastapi",
          "wskit-2x", "wskit-2x-nohist", "wskit-3x")
 
 
@@ -109,12 +112,44 @@ def raw_fastapi_app() -> FastAPI:
     return app
 
 
+def raw_asgi_app() -> FastAPI:
+    """:func:`raw_fastapi_app` with each frame given straight to the ASGI ``send``
+    (recorded by wskit's :class:`DirectSend`), one message dict per broadcast:
+    what uvicorn itself costs per frame, nothing of Starlette's ``send`` path."""
+    app = FastAPI()
+    app.add_middleware(DirectSend)
+    rooms: dict[str, list[Any]] = {}
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket, room: str = "bench") -> None:
+        await ws.accept()
+        sockets = rooms.setdefault(room, [])
+        me = ws.scope[SEND_KEY]
+        sockets.append(me)
+        try:
+            while True:
+                text = await ws.receive_text()
+                if text.startswith('{"type":"message"'):
+                    message = {"type": "websocket.send", "text": text}
+                    for other in sockets:
+                        if other is not me:
+                            await other(message)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sockets.remove(me)
+
+    return app
+
+
 async def run(kind: str, redis: str | None) -> None:
     handles = []
     if kind == "raw-aiohttp":
         handles.append(await serve_app(raw_app(), name="bench"))
     elif kind == "raw-fastapi":
         handles.append(await serve_app(raw_fastapi_app(), name="bench"))
+    elif kind == "raw-asgi":
+        handles.append(await serve_app(raw_asgi_app(), name="bench"))
     elif kind in ("wskit-aiohttp", "wskit-fastapi"):
         # the default, as `python -m wskit serve` gives it: a fakeredis backplane in-process
         handles.append(await serve(kind.split("-")[1], name="bench", backplane="fakeredis://bench",
