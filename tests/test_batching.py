@@ -5,12 +5,14 @@ on fakeredis and on a private redis-server."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, Callable
 
 import pytest
 
 from wskit import ChatServer
-from wskit.backplane import RedisBackplane, RoomPost
+from wskit.backplane import RedisBackplane, RoomPost, decode_envelope
+from wskit.backplane.redis import MAX_RUN, runs
 from wskit.history import Retention
 from wskit.testing import GatedBackplane, Peer
 
@@ -168,10 +170,69 @@ async def check_pipeline(bp: RedisBackplane) -> None:
     assert [e.text for e in page.entries][-1].endswith('"m5"}')
 
 
+def test_a_batch_is_cut_into_runs_of_one_history() -> None:
+    keep, other = Retention(10, 60), Retention(5, 60)
+    a1, a2, a3 = (RoomPost("ns:room:a", "i", f"a{i}", "ns:{room:a}", keep) for i in range(3))
+    b1 = RoomPost("ns:room:b", "i", "b1", "ns:{room:b}", keep)
+    pub = RoomPost("ns:room:a", "i", "p")  # published only: always alone
+    a_other = RoomPost("ns:room:a", "i", "a4", "ns:{room:a}", other)
+    a_elsewhere = RoomPost("ns:room:a", "j", "a5", "ns:{room:a}", keep)
+    posts = [a1, a2, b1, a3, pub, pub, a3, a_other, a_elsewhere, a1]
+    assert runs(posts) == [[a1, a2], [b1], [a3], [pub], [pub], [a3], [a_other],
+                           [a_elsewhere], [a1]]
+    long = runs([a1] * (2 * MAX_RUN + 1))
+    assert [len(run) for run in long] == [MAX_RUN, MAX_RUN, 1]
+    assert runs([]) == []
+
+
+async def check_runs(bp: RedisBackplane) -> None:
+    """Runs of several rooms in one batch: every post gets its own offset, its own
+    stream entry and its own publication, in order, whatever the runs were."""
+    keep = Retention(200, 60)
+    posts = []
+    for i in range(MAX_RUN + 10):  # one room's run longer than a script call takes
+        posts.append(RoomPost("ns:room:x", "inst", f'{{"type":"message","n":{i}}}',
+                              "ns:{room:x}", keep))
+        if i % 7 == 0:
+            posts.append(RoomPost("ns:room:y", "inst", f'{{"type":"message","y":{i}}}',
+                                  "ns:{room:y}", keep))
+    pubsub = bp.client.pubsub()
+    await pubsub.subscribe("ns:room:x", "ns:room:y")
+    heard: dict[str, list[Any]] = {"ns:room:x": [], "ns:room:y": []}
+    try:
+        results = await bp.send(posts)
+        want = {"ns:room:x": MAX_RUN + 10, "ns:room:y": len(posts) - MAX_RUN - 10}
+        while sum(map(len, heard.values())) < len(posts):
+            # (None for a subscribe confirmation; the test's timeout ends a silence)
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is None:
+                continue
+            channel = message["channel"]  # (the backplane's client decodes replies)
+            origin, frame = decode_envelope(message["data"])  # a valid envelope
+            assert origin == "inst"
+            heard[channel].append((json.loads(message["data"]), frame))
+    finally:
+        await pubsub.aclose()
+    for channel, room in (("ns:room:x", "x"), ("ns:room:y", "y")):
+        mine = [(p, r) for p, r in zip(posts, results) if p.channel == channel]
+        assert len(mine) == want[channel]
+        assert [r[0] for _, r in mine] == list(range(1, len(mine) + 1))  # type: ignore[index]
+        envelopes = [raw for raw, _ in heard[channel]]
+        assert [e["offset"] for e in envelopes] == list(range(1, len(mine) + 1))
+        assert [e["frame"] for e in envelopes] == [json.loads(p.frame_text) for p, _ in mine]
+        assert {e["epoch"] for e in envelopes} == {r[1] for _, r in mine}  # type: ignore[index]
+        assert [f["offset"] for _, f in heard[channel]] == list(range(1, len(mine) + 1))
+        page = await bp.read(f"ns:{{room:{room}}}", keep, after=0)
+        assert [(e.offset, e.text) for e in page.entries] == [
+            (i, p.frame_text) for i, (p, _) in enumerate(mine, 1)]
+
+
 async def test_redis_pipeline_on_fakeredis() -> None:
     bp = RedisBackplane("fakeredis://batching-test")
     async with bp:
         await check_pipeline(bp)
+    async with RedisBackplane("fakeredis://batching-runs") as bp:
+        await check_runs(bp)
 
 
 @needs_redis_server
@@ -181,6 +242,7 @@ async def test_redis_pipeline_on_a_real_redis() -> None:
     try:
         async with RedisBackplane(own.url) as bp:
             await check_pipeline(bp)
+            await check_runs(bp)
             own.stop()  # the server goes away: every post of a batch fails, none hangs
             results = await bp.send(batch(3))
             assert all(type(r).__name__ == "BackplaneUnavailable" for r in results), results

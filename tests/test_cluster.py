@@ -168,3 +168,39 @@ async def test_the_backplane_reports_a_cluster_it_cannot_reach() -> None:
     bp = ClusterBackplane("redis-cluster://127.0.0.1:1", confirm_timeout=2)
     with pytest.raises(Exception, match="cannot reach the Redis Cluster"):
         await bp.start()
+
+
+async def test_a_batch_of_runs_on_the_cluster_even_after_its_scripts_are_flushed(
+        cluster: LocalCluster) -> None:
+    """One pipeline, runs of posts to rooms on different shards: each post gets its
+    room's next offset and its own entry; a shard that lost its scripts (a promoted
+    replica starts with none) runs its runs again on their own, in order."""
+    from wskit.backplane import RoomPost
+    from wskit.history import Retention
+
+    keep = Retention(500, 60)
+    ns = f"runs{time.time_ns()}"
+    rooms = [f"r{i}" for i in range(6)]
+    shards = {cluster.primary_of(f"{ns}:{{room:{room}}}") for room in rooms}
+    assert len(shards) > 1, "the rooms should span shards"
+
+    def batch(start: int) -> list[RoomPost]:
+        return [RoomPost(f"{ns}:{{room:{room}}}", "inst", f'{{"type":"message","n":{k}}}',
+                         f"{ns}:{{room:{room}}}", keep)
+                for k in range(start, start + 4) for room in rooms for _ in range(k % 3 + 1)]
+
+    async with ClusterBackplane(cluster.url) as bp:
+        first = batch(0)
+        results = await bp.send(first)
+        for port in cluster.primaries():
+            with redis.Redis(port=port) as node:
+                node.script_flush()
+        second = batch(4)
+        results += await bp.send(second)
+        for room in rooms:
+            key = f"{ns}:{{room:{room}}}"
+            mine = [(p, r) for p, r in zip(first + second, results) if p.key == key]
+            assert [r[0] for _, r in mine] == list(range(1, len(mine) + 1)), results  # type: ignore[index]
+            page = await bp.read(key, keep, after=0)
+            assert [(e.offset, e.text) for e in page.entries] == [
+                (i, p.frame_text) for i, (p, _) in enumerate(mine, 1)]

@@ -41,7 +41,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 
 from ..exceptions import BackplaneUnavailable, ConfigError
 from .base import RoomPost, Sent, encode_envelope
-from .redis import CONFIRM_TIMEOUT, RedisBackplane, redact, sent_of
+from .redis import CONFIRM_TIMEOUT, RedisBackplane, append_args, redact, runs, sent_of
 
 log = logging.getLogger("wskit.backplane")
 
@@ -259,26 +259,26 @@ class ClusterBackplane(RedisBackplane):
         return node.name if node is not None else channel
 
     async def send(self, posts: Sequence[RoomPost]) -> list[Sent]:
-        """One shard's posts in one pipeline (one round trip). A post the pipeline
+        """One shard's posts in one pipeline (one round trip), one command per run of
+        posts to a room (:func:`~wskit.backplane.redis.runs`). A run the pipeline
         could not run (NOSCRIPT on a promoted replica, a slot that moved) is retried
         on its own, in order, through the paths that follow redirections."""
-        if len(posts) == 1:
-            return await RedisBackplane.send(self, posts)
+        batch = runs(posts)
+        if len(batch) == 1:
+            return await self._send_run(batch[0])
         assert self._cluster is not None
         script = self._script("append")
         pipe = self._cluster.pipeline()
-        for post in posts:
-            if post.key is None:
-                pipe.execute_command("SPUBLISH", post.channel,
-                                     encode_envelope(post.origin, post.frame_text))
+        for run in batch:
+            first = run[0]
+            if first.key is None:
+                pipe.execute_command("SPUBLISH", first.channel,
+                                     encode_envelope(first.origin, first.frame_text))
             else:
-                assert post.retention is not None
                 # (redis-py blocks pipe.evalsha() in cluster mode; the command itself
                 # is routed by its keys like any other)
-                pipe.execute_command("EVALSHA", script.sha, 2, f"{post.key}:meta",
-                                     f"{post.key}:stream",
-                             *self._append_args(post.channel, post.origin, post.frame_text,
-                                                post.retention))
+                pipe.execute_command("EVALSHA", script.sha, 2, f"{first.key}:meta",
+                                     f"{first.key}:stream", *append_args(run))
         try:
             replies = await pipe.execute(raise_on_error=False)
         except (RedisError, RedisClusterException, OSError) as exc:
@@ -287,11 +287,11 @@ class ClusterBackplane(RedisBackplane):
                 f"send to the Redis Cluster at {self.url} failed: {exc or type(exc).__name__}")
             return [error] * len(posts)
         results: list[Sent] = []
-        for post, reply in zip(posts, replies):
+        for run, reply in zip(batch, replies):
             if isinstance(reply, (NoScriptError, ResponseError)) and _not_run(reply):
-                results.append((await RedisBackplane.send(self, [post]))[0])
+                results += await self._send_run(run)
             else:
-                results.append(sent_of(post, reply, f"the Redis Cluster at {self.url}"))
+                results += sent_of(run, reply, f"the Redis Cluster at {self.url}")
         return results
 
     # -- subscriptions ---------------------------------------------------------
