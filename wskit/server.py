@@ -92,7 +92,8 @@ class ChatServer:
         self.presence = Presence(
             self.relay if self.relay is not None else MemoryPresence(), self.instance_id,
             settings.presence_ttl, self._announce if settings.presence_events else None)
-        self._connections: set[Connection] = set()
+        #: by id: a post back from the bus names its sender by id
+        self._connections: dict[str, Connection] = {}
         #: each connection's batched posts not yet stored
         self._posting: dict[Connection, _InFlight] = {}
         self._ids = itertools.count(1)
@@ -125,7 +126,7 @@ class ChatServer:
         the backplane. Closing takes at most ``drain_timeout`` s in all."""
         self.presence.pause()  # the closes first; presence catches up in its stop()
         closing = [asyncio.ensure_future(c.close(code, reason, flush=True))
-                   for c in list(self._connections)]
+                   for c in list(self._connections.values())]
         if closing:
             _, slow = await asyncio.wait(closing, timeout=self.settings.drain_timeout)
             for fut in slow:  # past the drain: drop what is left
@@ -191,7 +192,7 @@ class ChatServer:
         if s.rate_limit is not None:
             conn.bucket = TokenBucket(s.rate_limit, s.rate_burst,
                                       now=asyncio.get_running_loop().time())
-        self._connections.add(conn)
+        self._connections[conn.id] = conn
         try:
             if self.hub.add(conn, user) and self.relay is not None:
                 self.relay.user_arrived(user)
@@ -201,7 +202,7 @@ class ChatServer:
             await self._read(conn)
         finally:
             await conn.close(CloseCode.NORMAL)
-            self._connections.discard(conn)
+            self._connections.pop(conn.id, None)
             self._posting.pop(conn, None)  # its posts still complete; no reply goes out
 
     async def _read(self, conn: Connection) -> None:
@@ -602,9 +603,9 @@ class ChatServer:
         if kind == "user":
             targets = self.hub.user_targets(key)
         else:
-            targets = self.hub.room_targets(key)
-            if sender is not None:  # our own post, back from the bus: not to its sender
-                targets = [t for t in targets if t.id != sender]
+            # our own post, back from the bus: not to its sender
+            targets = self.hub.room_targets(
+                key, None if sender is None else self._connections.get(sender))
         if kind == "room" and offset is None and text.startswith('{"type":"presence"'):
             user = json.loads(text).get("userId")  # presence events go to the others
             targets = [t for t in targets if t.user != user]
@@ -618,7 +619,7 @@ class ChatServer:
 
     @property
     def connections(self) -> list[Connection]:
-        return list(self._connections)
+        return list(self._connections.values())
 
 
 class _InFlight:
