@@ -204,3 +204,32 @@ async def test_a_batch_of_runs_on_the_cluster_even_after_its_scripts_are_flushed
             page = await bp.read(key, keep, after=0)
             assert [(e.offset, e.text) for e in page.entries] == [
                 (i, p.frame_text) for i, (p, _) in enumerate(mine, 1)]
+
+
+async def test_a_cluster_gone_entirely_is_a_backplane_outage_on_every_path(
+        own_cluster: LocalCluster) -> None:
+    """Every node gone: redis-py's cluster client then raises RedisClusterException
+    (not a RedisError) while it tries to rediscover the slots. A post, a history read
+    and a presence change must each report BackplaneUnavailable (an error frame for the
+    sender), never leak that exception as if the backend had a bug."""
+    from wskit.backplane import RoomPost
+    from wskit.exceptions import BackplaneUnavailable
+    from wskit.history import Retention
+
+    keep = Retention(50, 60)
+    key = f"gone{time.time_ns()}:{{room:lobby}}"
+    post = RoomPost(key, "inst", '{"type":"message"}', key, keep)
+    async with ClusterBackplane(own_cluster.url, confirm_timeout=2) as bp:
+        assert (await bp.send([post]))[0] == (1, (await bp.read(key, keep)).epoch)
+        for port in own_cluster.ports:
+            own_cluster.kill(port)
+        for batch in ([post], [post, post], [post, RoomPost(key, "inst", "{}", None, None)]):
+            results = await asyncio.wait_for(bp.send(batch), 30)
+            assert len(results) == len(batch)
+            assert all(isinstance(r, BackplaneUnavailable) for r in results), results
+        with pytest.raises(BackplaneUnavailable, match="history read"):
+            await asyncio.wait_for(bp.read(key, keep, after=0), 30)
+        with pytest.raises(BackplaneUnavailable, match="presence join"):
+            await asyncio.wait_for(bp.presence_join(key, "ann", "inst", 30), 30)
+        with pytest.raises(BackplaneUnavailable):
+            await asyncio.wait_for(bp.publish(f"{key}:x", "hello"), 30)

@@ -182,6 +182,9 @@ class ClusterBackplane(RedisBackplane):
     #: room channels carry the room's hash tag, so they share its history's slot
     hash_tagged_channels = True
     _publish_command = "SPUBLISH"
+    # while no node answers, redis-py raises RedisClusterException (no RedisError)
+    # from its slot rediscovery: still an outage, not a bug
+    _failures = (RedisError, RedisClusterException, OSError)
 
     def __init__(self, url: str, *, confirm_timeout: float = CONFIRM_TIMEOUT,
                  max_backoff: float = 0.5) -> None:

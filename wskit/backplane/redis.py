@@ -288,6 +288,9 @@ class RedisBackplane(Backplane):
 
     #: what the append script publishes with (a cluster: SPUBLISH)
     _publish_command = "PUBLISH"
+    #: what a command that Redis could not run raises: a backplane outage, reported as
+    #: :class:`BackplaneUnavailable` (the cluster client adds its own exception)
+    _failures: tuple[type[Exception], ...] = (RedisError, OSError)
 
     def __init__(self, url: str = "fakeredis://", *, client: aioredis.Redis | None = None,
                  max_backoff: float = 2.0, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
@@ -400,7 +403,7 @@ class RedisBackplane(Backplane):
                 keys=[f"{first.key}:meta", f"{first.key}:stream"], args=append_args(run))
         except BackplaneUnavailable as exc:
             return [exc]
-        except (RedisError, OSError) as exc:
+        except self._failures as exc:
             return [BackplaneUnavailable(f"append to Redis at {self.url} failed: {exc}")
                     ] * len(run)
         return sent_of(run, reply, f"Redis at {self.url}")
@@ -423,7 +426,7 @@ class RedisBackplane(Backplane):
         try:
             return await self._script(f"presence_{op}")(
                 keys=[f"{key}:presence", f"{key}:presence:idx"], args=args)
-        except (RedisError, OSError) as exc:
+        except self._failures as exc:
             raise BackplaneUnavailable(
                 f"presence {op} on Redis at {self.url} failed: {exc}") from exc
 
@@ -467,7 +470,7 @@ class RedisBackplane(Backplane):
         try:
             top, epoch, oldest, raw = await self._script("read")(
                 keys=[f"{key}:meta", f"{key}:stream"], args=args)
-        except (RedisError, OSError) as exc:
+        except self._failures as exc:
             raise BackplaneUnavailable(f"history read from Redis at {self.url} failed: "
                                        f"{exc}") from exc
         entries = [Entry(int(entry_id.split("-", 1)[0]), fields[1])
