@@ -191,14 +191,17 @@ class LocalNginx:
 
 class IdleRelay:
     """A TCP relay to ``target`` (host, port) that closes any connection on which
-    nothing passed, either way, for ``idle_timeout`` seconds: a load balancer's
-    idle timeout in miniature. ``closed_idle`` counts the connections it cut."""
+    nothing passed, either way, for ``idle_timeout`` seconds (None: never): a load
+    balancer's idle timeout in miniature. ``closed_idle`` counts the connections it
+    cut. ``cut()`` pulls the cable (every connection dropped, new ones refused) and
+    ``mend()`` plugs it back: one instance's own network outage."""
 
-    def __init__(self, target: tuple[str, int], idle_timeout: float) -> None:
+    def __init__(self, target: tuple[str, int], idle_timeout: Optional[float]) -> None:
         self.target = target
         self.idle_timeout = idle_timeout
         self.closed_idle = 0
         self.port = 0
+        self.up = True
         self._server: Optional[asyncio.AbstractServer] = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._transports: set[asyncio.WriteTransport] = set()
@@ -213,6 +216,9 @@ class IdleRelay:
         return f"127.0.0.1:{self.port}"
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)  # type: ignore[arg-type]
@@ -234,8 +240,9 @@ class IdleRelay:
                      asyncio.ensure_future(pipe(up_reader, writer))]
             try:
                 while not any(p.done() for p in pipes):
-                    left = last[0] + self.idle_timeout - loop.time()
-                    if left <= 0:
+                    left = (None if self.idle_timeout is None
+                            else last[0] + self.idle_timeout - loop.time())
+                    if left is not None and left <= 0:
                         self.closed_idle += 1
                         break
                     await asyncio.wait(pipes, timeout=left, return_when=asyncio.FIRST_COMPLETED)
@@ -251,6 +258,15 @@ class IdleRelay:
                     w.transport.abort()
                     self._transports.discard(w.transport)
             self._tasks.discard(task)  # type: ignore[arg-type]
+
+    def cut(self) -> None:
+        """Drop every relayed connection and refuse new ones until :meth:`mend`."""
+        self.up = False
+        for transport in list(self._transports):
+            transport.abort()
+
+    def mend(self) -> None:
+        self.up = True
 
     async def stop(self) -> None:
         if self._server is not None:

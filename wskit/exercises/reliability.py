@@ -113,63 +113,12 @@ async def check_dead_socket_broadcast(broadcast_to_room: Callable[..., Any]) -> 
 
 # -- notebook 03: retry through a backplane outage ----------------------------------------
 
-class _Link:
-    """A TCP relay between one instance and Redis whose cable can be pulled: ``cut()``
-    drops every connection and refuses new ones, ``mend()`` lets them through again.
-    Only that instance loses Redis; the others stay subscribed."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.up = True
-        self._pairs: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.AbstractServer | None = None
-
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        return f"redis://127.0.0.1:{port}/0"
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._pairs |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._pairs -= {writer, up_writer}
-
-    def cut(self) -> None:
-        self.up = False
-        for writer in list(self._pairs):
-            writer.transport.abort()
-
-    def mend(self) -> None:
-        self.up = True
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-
 async def check_retry_when_unavailable(direct_with_retry: Callable[..., Any]) -> None:
     """``direct_with_retry(client, to, content, attempts, base)``: a direct message that
     waits out a backplane outage, and gives up on a user who is simply offline."""
     from ..backplane.fakeserver import FakeRedisServer
     from ..client import Client
+    from ..deploy import IdleRelay
     from ..exceptions import ServerError
     from ..runner import serve
 
@@ -182,11 +131,13 @@ async def check_retry_when_unavailable(direct_with_retry: Callable[..., Any]) ->
     me, peer = rng.sample(["alice", "bob", "carol", "dave", "erin"], 2)
     secret = secrets.token_hex(32)
     fake = FakeRedisServer().start()
-    link = _Link(int(fake.url.rsplit(":", 1)[1].split("/")[0]))
+    # only instance a reaches Redis through this cable; b stays subscribed
+    link = IdleRelay((fake.host, fake.port), idle_timeout=None)
     a = b = None
     clients: list[Any] = []
     try:
-        a = await serve("aiohttp", name="exercise-3-1a", backplane=await link.start(),
+        await link.start()
+        a = await serve("aiohttp", name="exercise-3-1a", backplane=f"redis://{link.address}/0",
                         secret=secret)
         b = await serve("fastapi", name="exercise-3-1b", backplane=fake.url, secret=secret)
         sender = await Client(a, user=me).connect()
@@ -256,7 +207,7 @@ async def check_retry_when_unavailable(direct_with_retry: Callable[..., Any]) ->
         for handle in (a, b):
             if handle is not None:
                 await handle.stop()
-        await link.close()
+        await link.stop()
         fake.stop()
     return passed(name, "delivered once through two outages; user_offline not retried")
 
