@@ -86,54 +86,38 @@ def raw_app() -> web.Application:
     return app
 
 
-def raw_fastapi_app() -> FastAPI:
+def raw_fastapi_app(direct: bool = False) -> FastAPI:
     """:func:`raw_app`'s loop as a FastAPI WebSocket route (its annotations are
-    resolved from this module's globals: hence the imports at the top)."""
+    resolved from this module's globals: hence the imports at the top).
+
+    ``direct``: each frame given straight to the ASGI ``send`` (recorded by wskit's
+    :class:`DirectSend`), one message dict per broadcast: what uvicorn itself costs
+    per frame, nothing of Starlette's ``send`` path (the ``raw-asgi`` target)."""
     app = FastAPI()
-    rooms: dict[str, list[WebSocket]] = {}
-
-    @app.websocket("/ws")
-    async def handler(ws: WebSocket, room: str = "bench") -> None:
-        await ws.accept()
-        sockets = rooms.setdefault(room, [])
-        sockets.append(ws)
-        try:
-            while True:
-                text = await ws.receive_text()
-                if text.startswith('{"type":"message"'):
-                    for other in sockets:
-                        if other is not ws:
-                            await other.send_text(text)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            sockets.remove(ws)
-
-    return app
-
-
-def raw_asgi_app() -> FastAPI:
-    """:func:`raw_fastapi_app` with each frame given straight to the ASGI ``send``
-    (recorded by wskit's :class:`DirectSend`), one message dict per broadcast:
-    what uvicorn itself costs per frame, nothing of Starlette's ``send`` path."""
-    app = FastAPI()
-    app.add_middleware(DirectSend)
+    if direct:
+        app.add_middleware(DirectSend)
     rooms: dict[str, list[Any]] = {}
 
     @app.websocket("/ws")
     async def handler(ws: WebSocket, room: str = "bench") -> None:
         await ws.accept()
         sockets = rooms.setdefault(room, [])
-        me = ws.scope[SEND_KEY]
+        me = ws.scope[SEND_KEY] if direct else ws
         sockets.append(me)
         try:
             while True:
                 text = await ws.receive_text()
-                if text.startswith('{"type":"message"'):
+                if not text.startswith('{"type":"message"'):
+                    continue
+                if direct:
                     message = {"type": "websocket.send", "text": text}
                     for other in sockets:
                         if other is not me:
                             await other(message)
+                else:
+                    for other in sockets:
+                        if other is not me:
+                            await other.send_text(text)
         except WebSocketDisconnect:
             pass
         finally:
@@ -149,10 +133,13 @@ async def run(kind: str, redis: str | None) -> None:
     elif kind == "raw-fastapi":
         handles.append(await serve_app(raw_fastapi_app(), name="bench"))
     elif kind == "raw-asgi":
-        handles.append(await serve_app(raw_asgi_app(), name="bench"))
+        handles.append(await serve_app(raw_fastapi_app(direct=True), name="bench"))
     elif kind in ("wskit-aiohttp", "wskit-fastapi"):
         # the default, as `python -m wskit serve` gives it: a fakeredis backplane in-process
-        handles.append(await serve(kind.split("-")[1], name="bench", backplane="fakeredis://bench",
+        # (or, as KIND@redis, the real Redis at --redis, in a namespace of its own)
+        handles.append(await serve(kind.split("-")[1], name="bench",
+                                   backplane=redis or "fakeredis://bench",
+                                   namespace=f"bench{time.time_ns()}",
                                    secret=SECRET, max_message_size=1 << 20))
     elif kind in ("wskit-aiohttp-none", "wskit-fastapi-none"):
         handles.append(await serve(kind.split("-")[1], name="bench", backplane="none",
