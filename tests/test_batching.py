@@ -111,7 +111,7 @@ async def test_a_failed_batch_is_one_partial_reply_per_post_delivered_here_once(
 async def test_a_sender_far_ahead_of_the_store_is_paused(make_server) -> None:
     """At most 64 posts of one connection wait for the backplane; then its reading
     pauses until the store catches up (nothing is refused, nothing lost)."""
-    from wskit.server import _POSTS_IN_FLIGHT
+    from wskit.delivery import _POSTS_IN_FLIGHT
 
     bp = GatedBackplane()
     server = await make_server(backplane=bp, outbox_limit=1000)

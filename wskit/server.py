@@ -1,18 +1,13 @@
 """The framework-independent chat server: what happens to every frame.
 
 :class:`ChatServer` owns one :class:`~wskit.hub.Hub` (who is where), one optional
-:class:`~wskit.relay.Relay` (the other instances, through a backplane) and the
-:class:`~wskit.connection.Connection` of every client. Adapters call exactly two
-things: :meth:`ChatServer.origin_allowed` before the upgrade, and
-:meth:`ChatServer.serve_connection` after it. Everything else (auth, parsing,
-rooms, fan-out, rate limits, back-pressure, errors, cleanup) happens here, once,
-for both frameworks.
-
-Delivery order of a room post: local receivers first (straight into their
-outboxes, one encoding shared by all), then one publish to the backplane, then
-the one reply to the sender. Local delivery does not depend on Redis, so an
-outage degrades the system to "this instance only", and the sender's ``sent``
-reply says so (``partial``).
+:class:`~wskit.relay.Relay` (the other instances, through a backplane), the
+:class:`~wskit.connection.Connection` of every client, and a
+:class:`~wskit.delivery.Delivery` that takes room posts and direct messages to
+their receivers. Adapters call exactly two things: :meth:`ChatServer.origin_allowed`
+before the upgrade, and :meth:`ChatServer.serve_connection` after it. Everything
+else (auth, parsing, rooms, fan-out, rate limits, back-pressure, errors, cleanup)
+happens here and in :mod:`wskit.delivery`, once, for both frameworks.
 
 Every client frame that carries a ``ref`` gets exactly one reply with that
 ``ref`` (a ``pong`` frame, itself a reply, gets none): the acknowledgement, or
@@ -22,11 +17,8 @@ one error frame.
 from __future__ import annotations
 
 import asyncio
-import functools
-import itertools
 import json
 import logging
-import time
 import uuid
 from typing import Any, Optional, Union
 
@@ -34,6 +26,7 @@ from . import protocol
 from .auth import resolve_secret, verify_token
 from .backplane import Backplane, Sent, from_url
 from .connection import Connection, Outgoing, Transport, close_within
+from .delivery import Delivery, bus_down
 from .exceptions import AuthError, BackplaneUnavailable, ProtocolError
 from .hub import Hub
 from .logs import client_faults
@@ -49,10 +42,6 @@ log = logging.getLogger("wskit.server")
 
 __all__ = ["ChatServer"]
 
-#: a loaded receiver that hands no frame to its socket for this long is not reading
-_STALL = 0.25
-#: a connection's posts waiting for the backplane at once before its reading pauses
-_POSTS_IN_FLIGHT = 64
 #: closes a client brought on itself: one rate-limited line each (wskit.logs)
 _CLIENT_FAULTS = {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
                   CloseCode.UNSUPPORTED_DATA, CloseCode.RATE_LIMITED}
@@ -92,11 +81,10 @@ class ChatServer:
         self.presence = Presence(
             self.relay if self.relay is not None else MemoryPresence(), self.instance_id,
             settings.presence_ttl, self._announce if settings.presence_events else None)
+        #: room posts and direct messages, to here and (through the relay) elsewhere
+        self.delivery = Delivery(settings, self.hub, self.relay, self.log, self.instance_id)
         #: by id: a post back from the bus names its sender by id
         self._connections: dict[str, Connection] = {}
-        #: each connection's batched posts not yet stored
-        self._posting: dict[Connection, _InFlight] = {}
-        self._ids = itertools.count(1)
         self._started = False
 
     @property
@@ -203,7 +191,7 @@ class ChatServer:
         finally:
             await conn.close(CloseCode.NORMAL)
             self._connections.pop(conn.id, None)
-            self._posting.pop(conn, None)  # its posts still complete; no reply goes out
+            self.delivery.forget(conn)
 
     async def _read(self, conn: Connection) -> None:
         """The read loop, run in the task that serves the connection: no task of its
@@ -298,7 +286,7 @@ class ChatServer:
         try:
             request = protocol.parse(text)
         except ProtocolError as exc:
-            await self._posts_done(conn)
+            await self.delivery.posts_done(conn)
             if not self._admit(conn, exc.ref):
                 return
             conn.deliver(protocol.error_frame(exc.code, exc.message, exc.ref))
@@ -307,18 +295,18 @@ class ChatServer:
             conn.pong()  # never rate-limited: it only proves the client is alive
             return
         if type(request) is not protocol.Post:
-            await self._posts_done(conn)
+            await self.delivery.posts_done(conn)
         if not self._admit(conn, request.ref):
             return
         match request:
             case protocol.Post():
-                await self._post(conn, request)
+                await self.delivery.post(conn, request)
             case protocol.Join():
                 await self._join(conn, request)
             case protocol.Leave():
                 self._leave(conn, request)
             case protocol.Direct():
-                await self._direct(conn, request)
+                await self.delivery.direct(conn, request)
             case protocol.History():
                 await self._history(conn, request)
             case protocol.PresenceQuery():
@@ -345,169 +333,6 @@ class ChatServer:
                 f"dropped; retry in {bucket.retry_after():.2f}s", ref))
         return False
 
-    async def _post(self, conn: Connection, req: protocol.Post) -> None:
-        if self.settings.post_requires_join and not self.hub.is_member(conn, req.room):
-            conn.deliver(protocol.error_frame(
-                "not_joined",
-                f"you have not joined room {req.room!r}; send "
-                f'{{"type": "join", "roomId": "{req.room}"}} first', req.ref))
-            return
-        mid, now = self._next_id(), time.time()
-        text = protocol.encode({"type": "message", "roomId": req.room, "userId": conn.user,
-                                "content": req.content, "timestamp": now, "id": mid})
-        targets = self.hub.room_targets(req.room, exclude=conn)
-        relay, log = self.relay, self.log
-        if relay is None:
-            extra: dict[str, Any] = {}
-            if log is None:
-                frame = Outgoing(text)
-            else:  # standalone with history: offset here, deliver now (in offset order)
-                offset, epoch = log.append_here(req.room, text)
-                frame, extra["offset"] = Outgoing(with_offset(text, offset, epoch)), offset
-            self._fan_out(req.room, targets, frame, extra.get("offset"))
-            conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room,
-                                        timestamp=now, **extra))
-        else:
-            if log is None:  # history off: deliver here now, publish for the others
-                frame = Outgoing(text)  # encoded once, for every receiver
-                for target in targets:
-                    target.deliver(frame)
-            # History on: every instance, this one too, delivers it from the bus, in
-            # offset order. Either way the post joins this tick's batch, and the
-            # sender's next frame is read without waiting for the round trip.
-            pending = self._posting.get(conn)
-            if pending is None:
-                pending = self._posting[conn] = _InFlight()
-            pending.count += 1
-            relay.post_room(req.room, text, conn.id, None if log is None else log.retention,
-                            functools.partial(self._posted, conn, req, mid, now, text, pending))
-            if pending.count > _POSTS_IN_FLIGHT:  # back-pressure on the store
-                await pending.fewer_than(_POSTS_IN_FLIGHT)
-        await self._hold_sender(conn, targets)
-
-    def _posted(self, conn: Connection, req: protocol.Post, mid: str, now: float, text: str,
-                pending: _InFlight, result: Sent) -> None:
-        """A batched post was stored (or published): reply ``sent``, exactly once."""
-        pending.done()
-        extra: dict[str, Any] = {}
-        if isinstance(result, BackplaneUnavailable):
-            extra["partial"] = _partial(result)
-            if self.log is not None:  # not delivered anywhere yet: here, without an offset
-                self._fan_out(req.room, self.hub.room_targets(req.room, exclude=conn),
-                              Outgoing(text), None)
-        elif result is not None:
-            extra["offset"] = result[0]
-        conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room, timestamp=now,
-                                    **extra))
-
-    async def _posts_done(self, conn: Connection) -> None:
-        """Wait for ``conn``'s batched posts, so replies keep the order of requests."""
-        pending = self._posting.get(conn)
-        if pending is not None and pending.count:
-            await pending.fewer_than(1)
-
-    def _fan_out(self, room: str, targets: list[Connection], frame: Outgoing,
-                 offset: Optional[int]) -> None:
-        """Deliver a room frame; a target rejoining the room gets it after its history."""
-        log = self.log
-        if offset is None or log is None or not log.buffers:
-            for target in targets:
-                target.deliver(frame)
-            return
-        for target in targets:
-            if not log.intercept(target, room, offset, frame):
-                target.deliver(frame)
-
-    async def _hold_sender(self, sender: Connection, targets: list[Connection]) -> None:
-        """Back-pressure: read nothing more from ``sender`` while its post's receivers
-        are loaded. A loaded receiver that makes no progress for ``_STALL`` s (its
-        writer hands nothing to the socket), or has not drained within the grace, is
-        not reading: it is closed, so a frozen client pauses its room only briefly."""
-        waits: dict[asyncio.Future[None], Connection] = {}
-        for conn in (*targets, sender):
-            if conn.loaded and not conn.closing:
-                fut = conn.drained_future()
-                if fut is not None:
-                    waits[fut] = conn
-        if not waits:
-            return
-        grace = self.settings.slow_reader_grace
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        hb = sender.heartbeat
-        if hb is not None:
-            hb.held = True  # its pong may be waiting unread behind its posts
-        try:
-            while waits:
-                progress = {fut: conn.frames_out for fut, conn in waits.items()}
-                window = min(_STALL, max(0.0, deadline - loop.time()))
-                done, _ = await asyncio.wait(waits, timeout=window)
-                for fut in done:
-                    del waits[fut]
-                over = loop.time() >= deadline
-                for fut, conn in list(waits.items()):
-                    if over or conn.frames_out == progress[fut]:
-                        del waits[fut]
-                        conn.close_soon(CloseCode.SLOW_CONSUMER,
-                                        "outbox did not drain: the client is not reading")
-        finally:
-            if hb is not None:
-                hb.held = False
-
-    async def _direct(self, conn: Connection, req: protocol.Direct) -> None:
-        mid, now = self._next_id(), time.time()
-        text = protocol.encode({"type": "direct", "from": conn.user, "to": req.to,
-                                "content": req.content, "timestamp": now, "id": mid})
-        frame = Outgoing(text)  # encoded once for every tab of both users
-        # The recipient first: only its connections count as "reached" (the
-        # sender's own other tabs never do, else a user with two tabs could
-        # never be told "user_offline").
-        reached, bus_error = await self._to_user(conn, req.to, frame, text)
-        if reached == 0:
-            if bus_error is not None:
-                conn.deliver(protocol.error_frame(
-                    "backplane_unavailable", f"not delivered: user {req.to!r} has no "
-                    f"connection on this instance and {_bus_down(bus_error)}", req.ref))
-            else:
-                conn.deliver(protocol.error_frame(
-                    "user_offline", f"user {req.to!r} has no open connection", req.ref))
-            return
-        if req.to != conn.user:
-            # a conversation shows in every tab of both users
-            _, own_error = await self._to_user(conn, conn.user, frame, text,
-                                               remote=bus_error is None)
-            bus_error = bus_error or own_error
-        extra = {"partial": _partial(bus_error)} if bus_error is not None else {}
-        conn.deliver(protocol.reply("sent", req.ref, id=mid, to=req.to, timestamp=now, **extra))
-
-    async def _to_user(self, sender: Connection, user: str, frame: Outgoing, text: str,
-                       remote: bool = True) -> tuple[int, Optional[BackplaneUnavailable]]:
-        """Deliver to ``user``'s connections here and elsewhere (never the sender's own);
-        how many connections and instances were reached, and the bus error if any."""
-        reached = self._to_local_user(sender, user, frame)
-        if self.relay is None or not remote:
-            return reached, None
-        try:
-            return reached + await self._to_remote_user(user, text), None
-        except BackplaneUnavailable as exc:
-            return reached, exc  # who is elsewhere is unknown: never say "offline"
-
-    def _to_local_user(self, sender: Connection, user: str, frame: Outgoing) -> int:
-        """Deliver to ``user``'s connections on this instance (not the sender's own)."""
-        reached = 0
-        for target in self.hub.user_targets(user):
-            if target is not sender:
-                target.deliver(frame)
-                reached += 1
-        return reached
-
-    async def _to_remote_user(self, user: str, text: str) -> int:
-        """Publish to ``user``'s channel; how many *other* instances heard it."""
-        assert self.relay is not None
-        instances = await self.relay.publish_user(user, text)
-        # when the user has a connection here, our own subscription heard it too
-        return instances - (1 if self.hub.user_targets(user) else 0)
-
     async def _join(self, conn: Connection, req: protocol.Join) -> None:
         rooms = self.settings.rooms
         if rooms is not None and req.room not in rooms:
@@ -529,7 +354,7 @@ class ChatServer:
         fields = rejoin.fields
         if rejoin.error is not None:
             fields = {"partial": {"code": "history_unavailable",
-                                  "message": f"joined without history: {_bus_down(rejoin.error)}"}}
+                                  "message": f"joined without history: {bus_down(rejoin.error)}"}}
             if req.since is not None:
                 fields["recovered"] = False
         # no await from here on: joined, what was missed, then what came meanwhile
@@ -552,7 +377,7 @@ class ChatServer:
         try:
             page = await self.log.read(req.room, last=req.limit or self.log.retention.size)
         except BackplaneUnavailable as exc:
-            conn.deliver(protocol.error_frame("history_unavailable", _bus_down(exc), req.ref))
+            conn.deliver(protocol.error_frame("history_unavailable", bus_down(exc), req.ref))
             return
         messages = ",".join(with_offset(e.text, e.offset, page.epoch) for e in page.entries)
         head = protocol.reply("history", req.ref, roomId=req.room, offset=page.top,
@@ -579,7 +404,7 @@ class ChatServer:
         try:
             users = await self.presence.users(req.room)
         except BackplaneUnavailable as exc:
-            conn.deliver(protocol.error_frame("backplane_unavailable", _bus_down(exc),
+            conn.deliver(protocol.error_frame("backplane_unavailable", bus_down(exc),
                                               req.ref))
             return
         conn.deliver(protocol.reply("presence", req.ref, roomId=req.room, users=users))
@@ -610,55 +435,14 @@ class ChatServer:
             user = json.loads(text).get("userId")  # presence events go to the others
             targets = [t for t in targets if t.user != user]
         if targets:
-            self._fan_out(key, targets, Outgoing(text), offset)
+            self.delivery.fan_out(key, targets, Outgoing(text), offset)
 
     # -- helpers -------------------------------------------------------------
-
-    def _next_id(self) -> str:
-        return f"{self.instance_id}-{next(self._ids)}"
 
     @property
     def connections(self) -> list[Connection]:
         return list(self._connections.values())
 
 
-class _InFlight:
-    """How many of one connection's posts wait for the backplane; its reader waits
-    on :meth:`fewer_than` (a counter and one waiter, not a future per post)."""
-
-    __slots__ = ("count", "_below", "_waiter")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._below = 0
-        self._waiter: Optional[asyncio.Future[None]] = None
-
-    def done(self) -> None:
-        self.count -= 1
-        waiter = self._waiter
-        if waiter is not None and self.count < self._below and not waiter.done():
-            waiter.set_result(None)
-
-    async def fewer_than(self, n: int) -> None:
-        if self.count < n:
-            return
-        self._below = n
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-
 def _ignore(result: Sent) -> None:
     """A presence event is best effort: a lost one is corrected by the next query."""
-
-
-def _bus_down(exc: BackplaneUnavailable) -> str:
-    return f"the cross-instance bus is down ({exc})"
-
-
-def _partial(exc: BackplaneUnavailable) -> dict[str, str]:
-    """The ``partial`` field of a ``sent`` reply: delivered on this instance only."""
-    return {"code": "backplane_unavailable",
-            "message": f"delivered on this instance only: {_bus_down(exc)}"}
