@@ -1,4 +1,4 @@
-"""Room posts and direct messages: from a parsed request to every receiver.
+"""Room posts, presence events and direct messages: from the request to every receiver.
 
 A room post with history on (the default) is stored first: it joins this loop
 tick's batch for the backplane (:meth:`wskit.relay.Relay.post_room`), which gives
@@ -44,7 +44,8 @@ _POSTS_IN_FLIGHT = 64
 
 
 class Delivery:
-    """One server's room posts and direct messages (see the module docstring).
+    """One server's room posts, presence events and direct messages (see the
+    module docstring).
 
     It shares the server's hub, relay and room log; it owns the message ids and
     each connection's posts waiting for the backplane.
@@ -179,6 +180,18 @@ class Delivery:
             if hb is not None:
                 hb.held = False
 
+    def announce(self, room: str, user: str, event: str) -> None:
+        """A user's first connection anywhere joined ``room``, or its last one left:
+        tell the members here now, and the other instances over the bus."""
+        text = protocol.encode({"type": "presence", "event": event, "roomId": room,
+                                "userId": user})
+        frame = Outgoing(text)
+        for target in self.hub.room_targets(room):
+            if target.user != user:  # about others: a user's own tabs know it joined
+                target.deliver(frame)
+        if self.relay is not None:
+            self.relay.post_room(room, text, "", None, _ignore)
+
     # -- direct messages --------------------------------------------------------
 
     async def direct(self, conn: Connection, req: protocol.Direct) -> None:
@@ -262,6 +275,10 @@ class _InFlight:
             await self._waiter
         finally:
             self._waiter = None
+
+
+def _ignore(result: Sent) -> None:
+    """A presence event is best effort: a lost one is corrected by the next query."""
 
 
 def bus_down(exc: BackplaneUnavailable) -> str:

@@ -24,14 +24,15 @@ from typing import Any, Optional, Union
 
 from . import protocol
 from .auth import resolve_secret, verify_token
-from .backplane import Backplane, Sent, from_url
+from .backplane import Backplane, from_url
 from .connection import Connection, Outgoing, Transport, close_within
-from .delivery import Delivery, bus_down
+from .delivery import Delivery
 from .exceptions import AuthError, BackplaneUnavailable, ProtocolError
 from .hub import Hub
+from .membership import Membership
 from .logs import client_faults
 from .protocol import CloseCode
-from .history import Retention, with_offset
+from .history import Retention
 from .presence import MemoryPresence, Presence
 from .ratelimit import TokenBucket, Verdict
 from .recovery import RoomLog
@@ -77,12 +78,15 @@ class ChatServer:
         self.log: Optional[RoomLog] = (
             RoomLog(Retention(settings.history_size, settings.history_ttl), self.relay)
             if settings.history_size else None)
+        #: room posts and direct messages, to here and (through the relay) elsewhere
+        self.delivery = Delivery(settings, self.hub, self.relay, self.log, self.instance_id)
         #: who is in which room on any instance (the relay's store, or one of our own)
         self.presence = Presence(
             self.relay if self.relay is not None else MemoryPresence(), self.instance_id,
-            settings.presence_ttl, self._announce if settings.presence_events else None)
-        #: room posts and direct messages, to here and (through the relay) elsewhere
-        self.delivery = Delivery(settings, self.hub, self.relay, self.log, self.instance_id)
+            settings.presence_ttl,
+            self.delivery.announce if settings.presence_events else None)
+        #: join, leave, history and presence requests
+        self.membership = Membership(settings, self.hub, self.relay, self.log, self.presence)
         #: by id: a post back from the bus names its sender by id
         self._connections: dict[str, Connection] = {}
         self._started = False
@@ -264,20 +268,7 @@ class ChatServer:
         if conn.close_code in _CLIENT_FAULTS:
             client_faults.log(logging.INFO, "closing %s (user %r) with %s: %s", conn.id,
                               conn.user, conn.close_code, conn.close_reason)
-        departure = self.hub.remove(conn)
-        for room in departure.rooms:
-            if not self.hub.user_in_room(departure.user, room):
-                self.presence.unwant(room, departure.user)
-        relay = self.relay
-        if relay is None or not departure.user:
-            return
-        # intents now, in hub order; applying them may wait
-        for room in departure.rooms_emptied:
-            relay.room_emptied(room)
-        if departure.user_gone:
-            relay.user_gone(departure.user)
-        if departure.rooms_emptied or departure.user_gone:
-            relay.settle_soon()
+        self.membership.depart(conn)
 
     # -- frames --------------------------------------------------------------
 
@@ -302,15 +293,15 @@ class ChatServer:
             case protocol.Post():
                 await self.delivery.post(conn, request)
             case protocol.Join():
-                await self._join(conn, request)
+                await self.membership.join(conn, request)
             case protocol.Leave():
-                self._leave(conn, request)
+                self.membership.leave(conn, request)
             case protocol.Direct():
                 await self.delivery.direct(conn, request)
             case protocol.History():
-                await self._history(conn, request)
+                await self.membership.history(conn, request)
             case protocol.PresenceQuery():
-                await self._presence(conn, request)
+                await self.membership.who(conn, request)
             case protocol.Ping():
                 conn.deliver(protocol.reply("pong", request.ref))
 
@@ -333,94 +324,6 @@ class ChatServer:
                 f"dropped; retry in {bucket.retry_after():.2f}s", ref))
         return False
 
-    async def _join(self, conn: Connection, req: protocol.Join) -> None:
-        rooms = self.settings.rooms
-        if rooms is not None and req.room not in rooms:
-            conn.deliver(protocol.error_frame(
-                "unknown_room", f"no room {req.room!r} on this server; rooms: "
-                + ", ".join(sorted(rooms)), req.ref))
-            return
-        if self.hub.join(conn, req.room) and self.relay is not None:
-            self.relay.room_opened(req.room)
-        self.presence.want(req.room, conn.user)
-        if self.log is None:
-            if self.relay is not None:
-                # also when the room already existed: its subscription may still be
-                # waiting for confirmation from an earlier joiner's settle
-                await self.relay.settle()
-            conn.deliver(protocol.reply("joined", req.ref, roomId=req.room))
-            return
-        rejoin = await self.log.join(conn, req.room, req.since)  # settles, then reads
-        fields = rejoin.fields
-        if rejoin.error is not None:
-            fields = {"partial": {"code": "history_unavailable",
-                                  "message": f"joined without history: {bus_down(rejoin.error)}"}}
-            if req.since is not None:
-                fields["recovered"] = False
-        # no await from here on: joined, what was missed, then what came meanwhile
-        conn.deliver(protocol.reply("joined", req.ref, roomId=req.room, **fields))
-        for frame in rejoin.replay:
-            conn.deliver(frame)
-        for frame in rejoin.live:
-            conn.deliver(frame)
-
-    async def _history(self, conn: Connection, req: protocol.History) -> None:
-        if self.log is None:
-            conn.deliver(protocol.error_frame(
-                "history_unavailable", "history is off on this server (history_size 0)",
-                req.ref))
-            return
-        if not self.hub.is_member(conn, req.room):
-            conn.deliver(protocol.error_frame(
-                "not_joined", f"join room {req.room!r} to read its history", req.ref))
-            return
-        try:
-            page = await self.log.read(req.room, last=req.limit or self.log.retention.size)
-        except BackplaneUnavailable as exc:
-            conn.deliver(protocol.error_frame("history_unavailable", bus_down(exc), req.ref))
-            return
-        messages = ",".join(with_offset(e.text, e.offset, page.epoch) for e in page.entries)
-        head = protocol.reply("history", req.ref, roomId=req.room, offset=page.top,
-                              epoch=page.epoch)
-        conn.deliver(f'{head[:-1]},"messages":[{messages}]}}')
-
-    def _leave(self, conn: Connection, req: protocol.Leave) -> None:
-        if not self.hub.is_member(conn, req.room):
-            conn.deliver(protocol.error_frame(
-                "not_joined", f"you are not in room {req.room!r}", req.ref))
-            return
-        if self.hub.leave(conn, req.room) and self.relay is not None:
-            self.relay.room_emptied(req.room)
-            self.relay.settle_soon()
-        if not self.hub.user_in_room(conn.user, req.room):
-            self.presence.unwant(req.room, conn.user)
-        conn.deliver(protocol.reply("left", req.ref, roomId=req.room))
-
-    async def _presence(self, conn: Connection, req: protocol.PresenceQuery) -> None:
-        if not self.hub.is_member(conn, req.room):
-            conn.deliver(protocol.error_frame(
-                "not_joined", f"join room {req.room!r} to see who is in it", req.ref))
-            return
-        try:
-            users = await self.presence.users(req.room)
-        except BackplaneUnavailable as exc:
-            conn.deliver(protocol.error_frame("backplane_unavailable", bus_down(exc),
-                                              req.ref))
-            return
-        conn.deliver(protocol.reply("presence", req.ref, roomId=req.room, users=users))
-
-    def _announce(self, room: str, user: str, event: str) -> None:
-        """A user's first connection anywhere joined ``room``, or its last one left:
-        tell the members here now, and the other instances over the bus."""
-        text = protocol.encode({"type": "presence", "event": event, "roomId": room,
-                                "userId": user})
-        frame = Outgoing(text)
-        for target in self.hub.room_targets(room):
-            if target.user != user:  # about others: a user's own tabs know it joined
-                target.deliver(frame)
-        if self.relay is not None:
-            self.relay.post_room(room, text, "", None, _ignore)
-
     # -- from other instances -----------------------------------------------
 
     def _route(self, kind: str, key: str, text: str, offset: Optional[int],
@@ -442,7 +345,3 @@ class ChatServer:
     @property
     def connections(self) -> list[Connection]:
         return list(self._connections.values())
-
-
-def _ignore(result: Sent) -> None:
-    """A presence event is best effort: a lost one is corrected by the next query."""
