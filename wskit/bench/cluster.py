@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 from ..localcluster import LocalCluster, available
 from ..localredis import LocalRedis
 from .fanout import WSKIT, Target, WSClient, ws_connect
+from .procfs import cpu_seconds
 
 WINDOW = 64
 SETUPS = ("redis", "cluster-1", "cluster-2", "cluster-3")
@@ -129,17 +129,6 @@ async def measure(url: str, rooms: int, posts: int) -> tuple[float, bool]:
         target.stop()
 
 
-def _cpu_seconds(pids: list[int]) -> list[float]:
-    """utime + stime of each process, from /proc (Linux)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    out = []
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        out.append((int(fields[11]) + int(fields[12])) / ticks)
-    return out
-
-
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -155,15 +144,15 @@ def run(rounds: int, rooms: int, posts: int,
             if setup == "redis":
                 with LocalRedis() as one:
                     assert one.proc is not None
-                    before = _cpu_seconds([one.proc.pid])
+                    before = [cpu_seconds(one.proc.pid)]
                     rate, ok = asyncio.run(measure(one.url, rooms, posts))
-                    cpu = [a - b for a, b in zip(_cpu_seconds([one.proc.pid]), before)]
+                    cpu = [a - b for a, b in zip([cpu_seconds(one.proc.pid)], before)]
             else:
                 with LocalCluster(masters=int(setup[-1]), replicas=0) as cluster:
                     pids = [p.pid for p in cluster.procs.values()]
-                    before = _cpu_seconds(pids)
+                    before = [cpu_seconds(p) for p in pids]
                     rate, ok = asyncio.run(measure(cluster.url, rooms, posts))
-                    cpu = [a - b for a, b in zip(_cpu_seconds(pids), before)]
+                    cpu = [a - b for a, b in zip([cpu_seconds(p) for p in pids], before)]
             # the second method: where the Redis work went (CPU seconds per shard)
             rows.append(Row(setup, rnd, rate, ok, {"redis_cpu_s": sorted(cpu, reverse=True)}))
     return rows

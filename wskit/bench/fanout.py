@@ -45,6 +45,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..auth import issue_token
 from ..protocol import PING
+from .procfs import status_kb
 from .targets import SECRET, SNDBUF
 
 WINDOW = 32
@@ -248,11 +249,7 @@ class Target:
 
     def memory(self, field_name: str = "VmRSS") -> int:
         """Bytes, from /proc (Linux)."""
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            for line in status:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no {field_name} for pid {self.proc.pid}")
+        return status_kb(self.proc.pid, field_name) * 1024
 
     def stop(self) -> None:
         if self.proc.stdin:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any, Optional, Sequence
 import aiohttp
 
 from ..auth import issue_token
+from .procfs import cpu_seconds, status_kb
 
 __all__ = ["run", "table"]
 
@@ -43,20 +43,6 @@ class Held:
     closed: int
     post_reached: int
     post_fanout_ms: float
-
-
-def _rss_kb(pid: int, field: str = "VmRSS") -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field}")
-
-
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 SERVERS = ("raw", "aiohttp", "fastapi")
@@ -122,16 +108,16 @@ async def measure(server: str, n: int, interval: Optional[float], timeout: Optio
             await ws.send_str('{"type":"join","roomId":"all","ref":1}')
 
     try:
-        before = _rss_kb(proc.pid)
+        before = status_kb(proc.pid)
         t0 = time.perf_counter()
         for batch in range(0, n, 100):
             await asyncio.gather(*(connect(i) for i in range(batch, min(n, batch + 100))))
         connect_s = time.perf_counter() - t0
-        cpu0, pings0 = _cpu_s(proc.pid), pings
+        cpu0, pings0 = cpu_seconds(proc.pid), pings
         await asyncio.sleep(hold)  # the measured idle period, not synchronisation
-        idle_cpu = (_cpu_s(proc.pid) - cpu0) / hold * 100
+        idle_cpu = (cpu_seconds(proc.pid) - cpu0) / hold * 100
         pings_held = pings - pings0
-        after = _rss_kb(proc.pid)
+        after = status_kb(proc.pid)
         if server == "raw":
             poster = await session.ws_connect(url)
         else:
@@ -148,7 +134,7 @@ async def measure(server: str, n: int, interval: Optional[float], timeout: Optio
         fanout_ms = (time.perf_counter() - t1) * 1000
         await poster.close()
         return Held(server, n, round(n / connect_s, 1), round((after - before) / n, 1),
-                    round(_rss_kb(proc.pid, "VmHWM") / 1024, 1), round(idle_cpu, 1), pings_held, closed, reached, round(fanout_ms, 1))
+                    round(status_kb(proc.pid, "VmHWM") / 1024, 1), round(idle_cpu, 1), pings_held, closed, reached, round(fanout_ms, 1))
     finally:
         for ws in sockets:
             await ws.close()
