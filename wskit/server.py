@@ -2,12 +2,14 @@
 
 :class:`ChatServer` owns one :class:`~wskit.hub.Hub` (who is where), one optional
 :class:`~wskit.relay.Relay` (the other instances, through a backplane), the
-:class:`~wskit.connection.Connection` of every client, and a
-:class:`~wskit.delivery.Delivery` that takes room posts and direct messages to
-their receivers. Adapters call exactly two things: :meth:`ChatServer.origin_allowed`
-before the upgrade, and :meth:`ChatServer.serve_connection` after it. Everything
-else (auth, parsing, rooms, fan-out, rate limits, back-pressure, errors, cleanup)
-happens here and in :mod:`wskit.delivery`, once, for both frameworks.
+:class:`~wskit.connection.Connection` of every client, and two helpers that answer
+requests: :class:`~wskit.delivery.Delivery` (room posts, presence events, direct
+messages) and :class:`~wskit.membership.Membership` (join, leave, history,
+presence queries). Adapters call exactly two things:
+:meth:`ChatServer.origin_allowed` before the upgrade, and
+:meth:`ChatServer.serve_connection` after it. Everything else (auth, parsing,
+rooms, fan-out, rate limits, back-pressure, errors, cleanup) happens here and in
+those two modules, once, for both frameworks.
 
 Every client frame that carries a ``ref`` gets exactly one reply with that
 ``ref`` (a ``pong`` frame, itself a reply, gets none): the acknowledgement, or
@@ -29,8 +31,8 @@ from .connection import Connection, Outgoing, Transport, close_within
 from .delivery import Delivery
 from .exceptions import AuthError, BackplaneUnavailable, ProtocolError
 from .hub import Hub
-from .membership import Membership
 from .logs import client_faults
+from .membership import Membership
 from .protocol import CloseCode
 from .history import Retention
 from .presence import MemoryPresence, Presence
