@@ -141,18 +141,15 @@ def run(rounds: int, rooms: int, posts: int,
     for rnd in range(rounds):
         for setup in SETUPS:
             progress(f"round {rnd + 1}/{rounds}  {setup}")
-            if setup == "redis":
-                with LocalRedis() as one:
-                    assert one.proc is not None
-                    before = [cpu_seconds(one.proc.pid)]
-                    rate, ok = asyncio.run(measure(one.url, rooms, posts))
-                    cpu = [a - b for a, b in zip([cpu_seconds(one.proc.pid)], before)]
-            else:
-                with LocalCluster(masters=int(setup[-1]), replicas=0) as cluster:
-                    pids = [p.pid for p in cluster.procs.values()]
-                    before = [cpu_seconds(p) for p in pids]
-                    rate, ok = asyncio.run(measure(cluster.url, rooms, posts))
-                    cpu = [a - b for a, b in zip([cpu_seconds(p) for p in pids], before)]
+            backend = (LocalRedis() if setup == "redis"
+                       else LocalCluster(masters=int(setup[-1]), replicas=0))
+            with backend:
+                procs = (list(backend.procs.values()) if isinstance(backend, LocalCluster)
+                         else [backend.proc])
+                pids = [proc.pid for proc in procs if proc is not None]
+                before = [cpu_seconds(pid) for pid in pids]
+                rate, ok = asyncio.run(measure(backend.url, rooms, posts))
+                cpu = [cpu_seconds(pid) - b for pid, b in zip(pids, before)]
             # the second method: where the Redis work went (CPU seconds per shard)
             rows.append(Row(setup, rnd, rate, ok, {"redis_cpu_s": sorted(cpu, reverse=True)}))
     return rows
