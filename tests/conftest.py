@@ -22,7 +22,7 @@ def _test_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WSKIT_REDIS_URL", raising=False)
     monkeypatch.setenv("WSKIT_SECRET", SECRET)
     # the client-fault log limit is process-wide: each test starts a fresh window
-    wskit.logs.client_faults.reset()
+    wskit.server.logs.client_faults.reset()
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +68,7 @@ def backplane_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def make_server() -> AsyncIterator[Callable[..., Awaitable[wskit.ChatServer]]]:
     """``await make_server(**settings)``: a started ChatServer for socket-free tests
-    (wskit.testing), standalone and without heartbeats unless asked; stopped afterwards."""
+    (wskit.testing.memory), standalone and without heartbeats unless asked; stopped afterwards."""
     servers: list[wskit.ChatServer] = []
 
     async def _make(**kwargs: Any) -> wskit.ChatServer:
@@ -126,3 +126,14 @@ async def clients() -> AsyncIterator[Callable[..., Awaitable[wskit.Client]]]:
     yield _connect
     for client in opened:
         await client.close()
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[Any]:
+    """A redis-server of the test's own (tests/ownredis.py), stopped afterwards."""
+    from ownredis import OwnRedis
+
+    server = OwnRedis()
+    await server.start()
+    yield server
+    server.close()

@@ -15,9 +15,9 @@ import sys
 from typing import Any, Callable, Coroutine, Optional, Sequence
 
 from . import __version__
-from .auth import issue_token
+from .security.tokens import issue_token
 from .exceptions import WskitError
-from .runner import FRAMEWORKS, LOOPS, run, serve
+from .runner.serve import FRAMEWORKS, LOOPS, run, serve
 
 __all__ = ["main"]
 
@@ -118,11 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="default: SOURCE/student")
 
     p = sub.add_parser("grade", help="grade collected notebooks: a table, optionally a CSV")
-    from .grading import add_arguments
+    from .course.grading import add_arguments
     add_arguments(p)
 
     p = sub.add_parser("course-html", help="execute the notebooks, write them as static HTML")
-    from .course import add_arguments as add_course_arguments
+    from .course.html import add_arguments as add_course_arguments
     add_course_arguments(p)
 
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
@@ -165,17 +165,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "fakeredis":
             return _fakeredis(args)
         if args.command == "course-html":
-            from .course import run as build_course
+            from .course.html import run as build_course
 
             return build_course(args)
         if args.command == "grade":
-            from .grading import run as grade
+            from .course.grading import run as grade
 
             return grade(args)
         if args.command == "student-copies":
             from pathlib import Path
 
-            from .teaching import write_student_copies
+            from .course.teaching import write_student_copies
 
             source = Path(args.source)
             for path in write_student_copies(source, Path(args.out or source / "student")):

@@ -11,7 +11,7 @@ Hierarchy::
     │                           so a notebook cell fails instead of the kernel dying
     ├── BackplaneError          the cross-instance bus (Redis, fakeredis) failed
     │   └── BackplaneUnavailable  it cannot be reached right now (refused, dropped, auth)
-    └── ClientError             raised by :mod:`wskit.client`
+    └── ClientError             raised by :mod:`wskit.client.aio`
         ├── ServerError           the server answered a request with an error frame
         └── ConnectionClosed      the connection closed; carries ``code`` and ``reason``
 
@@ -39,7 +39,7 @@ class ProtocolError(WskitError):
     """A client frame breaks the wire protocol.
 
     ``code`` is the machine-readable code sent in the error frame (see
-    :data:`wskit.protocol.ERROR_CODES`); the message is the human sentence.
+    :data:`wskit.core.protocol.ERROR_CODES`); the message is the human sentence.
     """
 
     def __init__(self, code: str, message: str, ref: str | int | None = None) -> None:
@@ -63,7 +63,7 @@ class BackplaneUnavailable(BackplaneError, ConnectionError):
 
 
 class ClientError(WskitError):
-    """Base class of errors raised by :mod:`wskit.client`."""
+    """Base class of errors raised by :mod:`wskit.client.aio`."""
 
 
 class ServerError(ClientError):

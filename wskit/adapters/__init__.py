@@ -1,7 +1,7 @@
 """Thin adapters: the only code that touches a web framework.
 
-Each adapter maps its framework's WebSocket onto :class:`wskit.connection.Transport`
-and hands it to :meth:`wskit.server.ChatServer.serve_connection`. Both serve the
+Each adapter maps its framework's WebSocket onto :class:`wskit.server.connection.Transport`
+and hands it to :meth:`wskit.server.chat.ChatServer.serve_connection`. Both serve the
 same routes:
 
 =================  ==========================================================
@@ -19,8 +19,8 @@ import asyncio
 from importlib import resources
 from typing import Any
 
-from ..auth import issue_token
-from ..server import ChatServer
+from ..security.tokens import issue_token
+from ..server.chat import ChatServer
 
 WS_PATH = "/ws"
 

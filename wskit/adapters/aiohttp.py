@@ -7,8 +7,8 @@ from typing import Optional
 
 from aiohttp import WSMsgType, web
 
-from ..protocol import close_reason
-from ..server import ChatServer
+from ..core.protocol import close_reason
+from ..server.chat import ChatServer
 from . import WS_PATH, chat_page, dev_token, health
 
 __all__ = ["create_app", "AiohttpTransport", "SERVER_KEY"]
@@ -22,7 +22,7 @@ _END = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
 class AiohttpTransport:
-    """:class:`wskit.connection.Transport` over ``aiohttp.web.WebSocketResponse``."""
+    """:class:`wskit.server.connection.Transport` over ``aiohttp.web.WebSocketResponse``."""
 
     __slots__ = ("ws", "_tcp")
 

@@ -24,8 +24,8 @@ from fastapi import FastAPI, Query, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.websockets import WebSocketState
 
-from ..protocol import close_reason
-from ..server import ChatServer
+from ..core.protocol import close_reason
+from ..server.chat import ChatServer
 from . import WS_PATH, chat_page, dev_token, health
 
 __all__ = ["create_app", "DirectSend", "StarletteTransport"]
@@ -47,7 +47,7 @@ class DirectSend:
 
 
 class StarletteTransport:
-    """:class:`wskit.connection.Transport` over a Starlette ``WebSocket``."""
+    """:class:`wskit.server.connection.Transport` over a Starlette ``WebSocket``."""
 
     __slots__ = ("ws", "_send")
 

@@ -37,7 +37,7 @@ import logging
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 from ..exceptions import BackplaneUnavailable
-from ..history import Page, Retention
+from ..core.history import Page, Retention
 
 log = logging.getLogger("wskit.backplane")
 
@@ -180,7 +180,7 @@ class Backplane(abc.ABC):
                 results.append(exc)
         return results
 
-    # -- presence (see wskit.presence): ``key`` is a room's history key ---------
+    # -- presence (see wskit.server.presence): ``key`` is a room's history key ---------
 
     @abc.abstractmethod
     async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:

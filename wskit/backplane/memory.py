@@ -12,8 +12,8 @@ import threading
 import time
 from typing import Optional, Sequence
 
-from ..history import MemoryStreams, Page, Retention
-from ..presence import MemoryPresence
+from ..core.history import MemoryStreams, Page, Retention
+from ..server.presence import MemoryPresence
 from .base import Backplane, encode_envelope
 
 __all__ = ["MemoryBackplane"]

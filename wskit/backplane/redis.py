@@ -31,7 +31,7 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.asyncio.retry import Retry
 
 from ..exceptions import BackplaneUnavailable, ConfigError
-from ..history import Entry, Page, Retention, new_epoch
+from ..core.history import Entry, Page, Retention, new_epoch
 from .base import Backplane, RoomPost, Sent, encode_envelope
 
 log = logging.getLogger("wskit.backplane")

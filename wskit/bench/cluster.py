@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..localcluster import LocalCluster, available
-from ..localredis import LocalRedis
+from ..devtools.localcluster import LocalCluster, available
+from ..devtools.localredis import LocalRedis
 from .fanout import WSKIT, Target, WSClient, ws_connect
 from .procfs import cpu_seconds
 

@@ -43,8 +43,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from ..auth import issue_token
-from ..protocol import PING
+from ..security.tokens import issue_token
+from ..core.protocol import PING
 from .procfs import status_kb
 from .targets import SECRET, SNDBUF
 

@@ -18,8 +18,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from ..client import Client
-from ..runner import serve
+from ..client.aio import Client
+from ..runner.serve import serve
 
 DEFAULT_SETTINGS = ((0.2, 0.2), (0.5, 0.2), (0.2, 0.5), (0.5, 0.5), (1.0, 0.5))
 SLACK = 0.25

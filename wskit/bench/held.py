@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 
 import aiohttp
 
-from ..auth import issue_token
+from ..security.tokens import issue_token
 from .procfs import cpu_seconds, status_kb
 
 __all__ = ["run", "table"]

@@ -40,11 +40,11 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from .. import runner
+from ..runner import serve as runner
 from ..adapters.fastapi import SEND_KEY, DirectSend
-from ..runner import LOOPS
-from ..runner import run as run_on
-from ..runner import serve, serve_app
+from ..runner.serve import LOOPS
+from ..runner.serve import run as run_on
+from ..runner.serve import serve, serve_app
 
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
 #: Every target's sockets get this fixed kernel send buffer (accepted sockets inherit
@@ -157,12 +157,12 @@ async def run(kind: str, redis: str | None) -> None:
             handles.append(await serve(fw, name=f"bench-{i}", backplane=redis or "fakeredis://bench",
                                        secret=SECRET, namespace=namespace))
     elif kind == "seed-aiohttp":
-        seed_a: Any = importlib.import_module("wskit.seed.aiohttp_manager")
+        seed_a: Any = importlib.import_module("wskit.course.seed.aiohttp_manager")
         seed_a.time = time  # the one missing import
         seed_a.SECRET_KEY = SECRET
         handles.append(await serve_app(seed_a.make_app(), name="bench"))
     elif kind == "seed-fastapi":
-        seed_f: Any = importlib.import_module("wskit.seed.fastapi_manager")
+        seed_f: Any = importlib.import_module("wskit.course.seed.fastapi_manager")
         handles.append(await serve_app(seed_f.app, name="bench"))
     else:
         raise SystemExit(f"unknown target {kind!r}")

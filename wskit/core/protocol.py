@@ -1,0 +1,355 @@
+"""The wskit wire protocol: one JSON object per WebSocket text frame.
+
+This module does no I/O. It turns one received text frame into a typed request
+(or a :class:`~wskit.exceptions.ProtocolError` naming the fault) and turns server
+events into the text of the frames to send. Both adapters (aiohttp, FastAPI) and
+the client use it, which is what makes them speak exactly the same protocol.
+``docs/protocol.md`` is the prose version of this file.
+
+Why JSON text frames only: RFC 6455 section 5.6 distinguishes text frames (UTF-8,
+validated by the framework) from binary frames. A chat protocol has no use for
+binary data, so a binary frame is refused with close code 1003 (unsupported data,
+RFC 6455 section 7.4.1) rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Union
+
+from ..exceptions import ProtocolError
+
+__all__ = [
+    "CloseCode",
+    "ERROR_CODES",
+    "Join",
+    "Leave",
+    "Post",
+    "Direct",
+    "History",
+    "PresenceQuery",
+    "Since",
+    "Ping",
+    "Pong",
+    "Request",
+    "Ref",
+    "parse",
+    "encode",
+    "error_frame",
+    "ROOM_PATTERN",
+]
+
+
+class CloseCode(enum.IntEnum):
+    """Every WebSocket close code wskit sends.
+
+    1000-1015 are RFC 6455 section 7.4.1 codes; 4000-4999 are reserved by the RFC
+    for applications, and wskit uses the ones below.
+    """
+
+    NORMAL = 1000  #: the client or server said goodbye
+    GOING_AWAY = 1001  #: the server is going away for good
+    UNSUPPORTED_DATA = 1003  #: a binary frame was received; wskit speaks JSON text only
+    INVALID_DATA = 1007  #: a text frame that is not valid UTF-8 (the framework closes)
+    POLICY_VIOLATION = 1008  #: an Origin refused at the handshake (FastAPI's pre-accept close)
+    MESSAGE_TOO_BIG = 1009  #: a frame exceeded ``max_message_size``
+    INTERNAL_ERROR = 1011  #: a bug in the server; the connection cannot go on
+    SERVICE_RESTART = 1012  #: the server is restarting or draining: reconnect (elsewhere)
+    UNAUTHORIZED = 4001  #: no token, or a malformed, badly signed or expired one
+    HEARTBEAT_TIMEOUT = 4002  #: no ``pong`` within ``ping_timeout`` of a ``ping``
+    SLOW_CONSUMER = 4008  #: the client stopped reading: its outbox overflowed or did not drain
+    RATE_LIMITED = 4029  #: the client kept sending after ``rate_limited`` errors (cf. HTTP 429)
+
+
+#: Error codes carried by ``{"type": "error", "code": ...}`` frames.
+ERROR_CODES: dict[str, str] = {
+    "invalid_json": "the frame is not valid JSON",
+    "not_an_object": "the frame is JSON but not an object",
+    "missing_field": "a required field is absent",
+    "wrong_type": "a field has the wrong JSON type",
+    "invalid_value": "a field has the right type but an unusable value",
+    "unknown_type": "the frame's type is not one wskit knows",
+    "unknown_room": "the room is not in the server's list of rooms",
+    "not_joined": "posting to, or leaving, a room the connection has not joined",
+    "user_offline": "a direct message to a user with no connection anywhere",
+    "backplane_unavailable": "not delivered: the cross-instance bus is down and the "
+                             "recipient has no connection on this instance",
+    "history_unavailable": "history is off on this server (history size 0), or its store "
+                           "cannot be reached",
+    "rate_limited": "the connection sent frames faster than the server's rate limit; "
+                    "this frame was dropped",
+}
+
+#: Room ids: 1-64 word characters, dots, colons or dashes. They become part of
+#: Redis channel names, so no spaces or wildcards (``*?[]``, see PSUBSCRIBE).
+ROOM_PATTERN = re.compile(r"[\w.:-]{1,64}")
+_MAX_USER_LEN = 128
+_MAX_REF_LEN = 64
+#: integer refs must survive a round trip through a JavaScript number
+_MAX_SAFE_INT = 2**53 - 1
+
+
+Ref = Union[str, int, None]
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    """Where a rejoining client left off: the last offset it saw, and its epoch."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    room: str
+    ref: str | int | None = None
+    since: Since | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    room: str
+    limit: int | None = None
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceQuery:
+    """``{"type": "presence", "roomId": R}``: who is in R, on any instance."""
+
+    room: str
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    room: str
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    room: str
+    content: str
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Direct:
+    to: str
+    content: str
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ref: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    ref: str | int | None = None
+
+
+Request = Union[Join, Leave, Post, Direct, Ping, Pong, History, PresenceQuery]
+
+_JSON_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+                    list: "an array", dict: "an object", type(None): "null"}
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _field(obj: dict, name: str, kind: str) -> Any:
+    """Fetch a required string field, with a precise complaint if it is wrong."""
+    if name not in obj:
+        raise ProtocolError("missing_field", f"a {kind!r} frame needs the field {name!r}")
+    value = obj[name]
+    if not isinstance(value, str):
+        raise ProtocolError(
+            "wrong_type", f"field {name!r} must be a string, got {_type_name(value)}"
+        )
+    _check_encodable(value, name)
+    return value
+
+
+def _check_encodable(value: str, name: str) -> None:
+    """Refuse lone surrogates (``"\\ud800"``): valid JSON, but not Unicode text.
+
+    They would be echoed to every receiver and fail there, in UTF-8 encoding of
+    the outgoing frame, far from the frame that brought them.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            "invalid_value", f"field {name!r} contains a lone UTF-16 surrogate escape"
+        ) from None
+
+
+def _room(obj: dict, kind: str) -> str:
+    room = _field(obj, "roomId", kind)
+    if not ROOM_PATTERN.fullmatch(room):
+        raise ProtocolError(
+            "invalid_value",
+            "field 'roomId' must be 1-64 letters, digits, '_', '.', ':' or '-', "
+            f"got {room[:80]!r}",
+        )
+    return room
+
+
+def _ref(obj: dict) -> str | int | None:
+    ref = obj.get("ref")
+    if ref is None:
+        return None
+    # bool is an int subclass; a ref of true is almost certainly a client bug.
+    if isinstance(ref, bool) or not isinstance(ref, (str, int)):
+        raise ProtocolError(
+            "wrong_type", f"field 'ref' must be a string or an integer, got {_type_name(ref)}"
+        )
+    if isinstance(ref, str):
+        if len(ref) > _MAX_REF_LEN:
+            raise ProtocolError("invalid_value",
+                                f"field 'ref' is longer than {_MAX_REF_LEN} characters")
+        _check_encodable(ref, "ref")
+    elif not -_MAX_SAFE_INT <= ref <= _MAX_SAFE_INT:
+        raise ProtocolError("invalid_value", "an integer 'ref' must be within +-(2**53 - 1)")
+    return ref
+
+
+_MAX_LIMIT = 1000
+
+
+def _since(obj: dict) -> Since | None:
+    since = obj.get("since")
+    if since is None:
+        return None
+    if not isinstance(since, dict):
+        raise ProtocolError("wrong_type", f"field 'since' must be an object, got {_type_name(since)}")
+    offset, epoch = since.get("offset"), since.get("epoch")
+    if type(offset) is not int or offset < 0 or offset > _MAX_SAFE_INT:
+        raise ProtocolError("invalid_value",
+                            "field 'since.offset' must be an integer offset, 0 or more")
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= 64:
+        raise ProtocolError("invalid_value", "field 'since.epoch' must be a string of 1-64 "
+                            "characters (the epoch of the room's 'joined' frame)")
+    _check_encodable(epoch, "since.epoch")
+    return Since(offset, epoch)
+
+
+def _limit(obj: dict) -> int | None:
+    limit = obj.get("limit")
+    if limit is None:
+        return None
+    if type(limit) is not int or not 0 < limit <= _MAX_LIMIT:
+        raise ProtocolError("invalid_value", f"field 'limit' must be an integer from 1 to {_MAX_LIMIT}")
+    return limit
+
+
+def parse(text: str) -> Request:
+    """Parse one client text frame into a request, or raise :class:`ProtocolError`.
+
+    The error's ``code`` is one of :data:`ERROR_CODES`; its message names the
+    field and what was wrong with it, so the error frame can be shown to a user.
+    """
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        # JSONDecodeError; UnicodeDecodeError for bad bytes; ValueError for an
+        # integer of more than sys.get_int_max_str_digits() digits (3.11+)
+        raise ProtocolError("invalid_json", f"frame is not valid JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        # json's C scanner recurses once per nesting level: a few KB of "[[[[..."
+        # exhausts the interpreter's recursion limit. Bad input, not a server bug.
+        raise ProtocolError("invalid_json", "frame is nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("not_an_object", f"frame must be a JSON object, got {_type_name(obj)}")
+    kind = obj.get("type")
+    if kind is None:
+        raise ProtocolError("missing_field", "every frame needs a 'type' field")
+    if not isinstance(kind, str):
+        raise ProtocolError("wrong_type", f"field 'type' must be a string, got {_type_name(kind)}")
+    ref = _ref(obj)
+    try:
+        return _request(obj, kind, ref)
+    except ProtocolError as exc:
+        exc.ref = ref  # the error frame answers the request it refuses
+        raise
+
+
+def _request(obj: dict, kind: str, ref: Ref) -> Request:
+    if kind == "message":
+        return Post(_room(obj, kind), _field(obj, "content", kind), ref)
+    if kind == "join":
+        return Join(_room(obj, kind), ref, _since(obj))
+    if kind == "history":
+        return History(_room(obj, kind), _limit(obj), ref)
+    if kind == "leave":
+        return Leave(_room(obj, kind), ref)
+    if kind == "presence":
+        return PresenceQuery(_room(obj, kind), ref)
+    if kind == "direct":
+        to = _field(obj, "to", kind)
+        if not 0 < len(to) <= _MAX_USER_LEN:
+            raise ProtocolError("invalid_value", f"field 'to' must be 1-{_MAX_USER_LEN} characters")
+        return Direct(to, _field(obj, "content", kind), ref)
+    if kind == "pong":
+        return Pong(ref)
+    if kind == "ping":
+        return Ping(ref)
+    raise ProtocolError(
+        "unknown_type",
+        f"unknown frame type {kind[:40]!r}; expected one of "
+        "'join', 'leave', 'message', 'direct', 'history', 'presence', 'ping', 'pong'",
+    )
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """The text of one server frame: compact JSON, UTF-8 kept as is."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def error_frame(code: str, message: str, ref: str | int | None = None) -> str:
+    """The text of an ``error`` frame."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return encode(frame)
+
+
+def reply(kind: str, ref: str | int | None = None, **fields: Any) -> str:
+    """The text of an acknowledgement (``joined``, ``left``, ``sent``, ``pong``...)."""
+    frame: dict[str, Any] = {"type": kind, **fields}
+    if ref is not None:
+        frame["ref"] = ref
+    return encode(frame)
+
+
+PING = encode({"type": "ping"})
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented text frame carrying ``payload`` (RFC 6455 5.2).
+
+    Server-to-client frames are never masked (RFC 6455 5.1), so one encoding
+    serves every receiver of a broadcast.
+    """
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry (RFC 6455 5.5)."""
+    raw = reason.encode("utf-8")
+    if len(raw) <= 123:
+        return reason
+    return raw[:123].decode("utf-8", "ignore")

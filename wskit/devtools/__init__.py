@@ -1,0 +1,1 @@
+"""Development tooling, not the library: throwaway redis-servers and clusters, ports, nginx."""

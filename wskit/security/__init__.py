@@ -1,0 +1,4 @@
+"""Who a connection is (tokens) and what it may do.
+
+Plain code over PyJWT: no event loop, no framework.
+"""

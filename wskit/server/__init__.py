@@ -1,0 +1,8 @@
+"""The asyncio chat server, shared by both frameworks.
+
+:class:`~wskit.server.chat.ChatServer` owns a connection's life (handshake, read
+loop, dispatch, close); :mod:`.delivery` fans posts out, :mod:`.membership` joins
+and leaves rooms, :mod:`.relay` and :mod:`.presence` talk to the backplane,
+:mod:`.connection` keeps each client's outbox. The adapters feed it a
+:class:`~wskit.server.connection.Transport`; it never imports a framework.
+"""

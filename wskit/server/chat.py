@@ -1,0 +1,349 @@
+"""The framework-independent chat server: what happens to every frame.
+
+:class:`ChatServer` owns one :class:`~wskit.core.hub.Hub` (who is where), one optional
+:class:`~wskit.server.relay.Relay` (the other instances, through a backplane), the
+:class:`~wskit.server.connection.Connection` of every client, and two helpers that answer
+requests: :class:`~wskit.server.delivery.Delivery` (room posts, presence events, direct
+messages) and :class:`~wskit.server.membership.Membership` (join, leave, history,
+presence queries). Adapters call exactly two things:
+:meth:`ChatServer.origin_allowed` before the upgrade, and
+:meth:`ChatServer.serve_connection` after it. Everything else (auth, parsing,
+rooms, fan-out, rate limits, back-pressure, errors, cleanup) happens here and in
+those two modules, once, for both frameworks.
+
+Every client frame that carries a ``ref`` gets exactly one reply with that
+``ref`` (a ``pong`` frame, itself a reply, gets none): the acknowledgement, or
+one error frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any, Optional, Union
+
+from ..core import protocol
+from ..security.tokens import resolve_secret, verify_token
+from ..backplane import Backplane, from_url
+from .connection import Connection, Outgoing, Transport, close_within
+from .delivery import Delivery
+from ..exceptions import AuthError, BackplaneUnavailable, ProtocolError
+from ..core.hub import Hub
+from .logs import client_faults
+from .membership import Membership
+from ..core.protocol import CloseCode
+from ..core.history import Retention
+from .presence import MemoryPresence, Presence
+from ..core.ratelimit import TokenBucket, Verdict
+from .recovery import RoomLog
+from .relay import Relay
+from .settings import Settings
+
+log = logging.getLogger("wskit.server")
+
+__all__ = ["ChatServer"]
+
+#: closes a client brought on itself: one rate-limited line each (wskit.server.logs)
+_CLIENT_FAULTS = {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
+                  CloseCode.UNSUPPORTED_DATA, CloseCode.RATE_LIMITED}
+
+
+class ChatServer:
+    """One wskit instance. Start it, hand it connections, stop it.
+
+    ``backplane`` is a :class:`Backplane`, a URL (``memory://``, ``fakeredis://``,
+    ``redis://...``, ``"none"``), or None for the default (``WSKIT_REDIS_URL``,
+    else the in-process fakeredis).
+    """
+
+    def __init__(
+        self,
+        settings: Optional[Settings] = None,
+        *,
+        backplane: Union[Backplane, str, None] = None,
+        **overrides: Any,
+    ) -> None:
+        settings = settings or Settings()
+        if overrides:
+            settings = settings.with_(**overrides)
+        self.settings = settings
+        self.secret = resolve_secret(settings.secret)
+        name = settings.instance_name or "wskit"
+        self.instance_id = f"{name}-{uuid.uuid4().hex[:6]}"
+        self.hub: Hub[Connection] = Hub()
+        bp = backplane if isinstance(backplane, Backplane) else from_url(backplane)
+        self.relay: Optional[Relay] = (
+            None if bp is None else Relay(bp, self.instance_id, settings.namespace, self._route))
+        #: offsets, history and recovery; None when history is off (``history_size`` 0)
+        self.log: Optional[RoomLog] = (
+            RoomLog(Retention(settings.history_size, settings.history_ttl), self.relay)
+            if settings.history_size else None)
+        #: room posts and direct messages, to here and (through the relay) elsewhere
+        self.delivery = Delivery(settings, self.hub, self.relay, self.log, self.instance_id)
+        #: who is in which room on any instance (the relay's store, or one of our own)
+        self.presence = Presence(
+            self.relay if self.relay is not None else MemoryPresence(), self.instance_id,
+            settings.presence_ttl,
+            self.delivery.announce if settings.presence_events else None)
+        #: join, leave, history and presence requests
+        self.membership = Membership(settings, self.hub, self.relay, self.log, self.presence)
+        #: by id: a post back from the bus names its sender by id
+        self._connections: dict[str, Connection] = {}
+        self._started = False
+
+    @property
+    def backplane(self) -> Optional[Backplane]:
+        return None if self.relay is None else self.relay.backplane
+
+    def __repr__(self) -> str:
+        bp = self.backplane.url if self.backplane else "none"
+        return (f"<ChatServer {self.instance_id} connections={len(self.hub)} "
+                f"rooms={len(self.hub.rooms())} backplane={bp}>")
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the backplane. Raises BackplaneUnavailable where it is called."""
+        if self._started:
+            return
+        if self.relay is not None:
+            await self.relay.start()
+        self.presence.start()
+        self._started = True
+
+    async def stop(self, code: int = CloseCode.SERVICE_RESTART,
+                   reason: str = "server restarting: reconnect to resume") -> None:
+        """Drain: close every connection with 1012 (pending frames flushed first), so
+        clients reconnect, elsewhere if need be, and recover what they miss; then
+        the backplane. Closing takes at most ``drain_timeout`` s in all."""
+        self.presence.pause()  # the closes first; presence catches up in its stop()
+        closing = [asyncio.ensure_future(c.close(code, reason, flush=True))
+                   for c in list(self._connections.values())]
+        if closing:
+            _, slow = await asyncio.wait(closing, timeout=self.settings.drain_timeout)
+            for fut in slow:  # past the drain: drop what is left
+                fut.cancel()
+            if slow:
+                await asyncio.wait(slow)
+        await self.presence.stop()
+        if self.relay is not None:
+            await self.relay.stop(timeout=self.settings.drain_timeout)
+        self._started = False
+
+    async def settled(self) -> None:
+        """Wait until background bookkeeping (unsubscribing after a close, presence)
+        is done."""
+        await self.presence.idle()
+        if self.relay is not None:
+            await self.relay.idle()
+
+    async def __aenter__(self) -> ChatServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- handshake -----------------------------------------------------------
+
+    def origin_allowed(self, origin: Optional[str]) -> bool:
+        """Cross-Site WebSocket Hijacking guard, checked before the upgrade.
+
+        Browsers always send ``Origin`` on a WebSocket handshake and a page
+        cannot forge it; non-browser clients usually send none and are let
+        through (they could forge any header anyway; the token is what
+        authenticates them).
+        """
+        allowed = self.settings.origins
+        return allowed is None or origin is None or origin in allowed
+
+    def authenticate(self, token: Optional[str]) -> str:
+        return verify_token(token, self.secret)
+
+    # -- one connection ------------------------------------------------------
+
+    async def serve_connection(self, transport: Transport, token: Optional[str]) -> None:
+        """Run one accepted WebSocket from first frame to last; never raises.
+
+        A missing or bad token closes with 4001 and the reason (after the
+        upgrade, because a browser cannot read the status of a refused one).
+        """
+        try:
+            user = self.authenticate(token)
+        except AuthError as exc:
+            if not await close_within(transport, CloseCode.UNAUTHORIZED, str(exc),
+                                      self.settings.close_timeout):
+                transport.abort()
+            return
+        s = self.settings
+        conn = Connection(transport, user, outbox_limit=s.outbox_limit,
+                          outbox_bytes=s.outbox_bytes, close_timeout=s.close_timeout,
+                          on_close=self._on_close,
+                          heartbeat=(None if s.ping_interval is None or s.ping_timeout is None
+                                     else (s.ping_interval, s.ping_timeout)))
+        if s.rate_limit is not None:
+            conn.bucket = TokenBucket(s.rate_limit, s.rate_burst,
+                                      now=asyncio.get_running_loop().time())
+        self._connections[conn.id] = conn
+        try:
+            if self.hub.add(conn, user) and self.relay is not None:
+                self.relay.user_arrived(user)
+                await self.relay.settle()
+            conn.start()
+            conn.deliver(self._welcome(conn))
+            await self._read(conn)
+        finally:
+            await conn.close(CloseCode.NORMAL)
+            self._connections.pop(conn.id, None)
+            self.delivery.forget(conn)
+
+    async def _read(self, conn: Connection) -> None:
+        """The read loop, run in the task that serves the connection: no task of its
+        own, because an idle connection should hold as little as possible.
+
+        The loop ends when the client closes. The connection can also be closed
+        from elsewhere (outbox full, heartbeat, server stop): then ``_on_close``
+        cancels this task rather than leave it waiting on a silent peer, and that
+        cancellation (``conn.read_cancelled``) ends the loop here and goes no further.
+        """
+        task = conn.reader = asyncio.current_task()
+        try:
+            await self._read_loop(conn)
+        except asyncio.CancelledError:
+            if not conn.read_cancelled:
+                raise  # not the close's doing: the server's task itself was cancelled
+            # Python 3.11+ counts cancellations: take ours back; if another remains
+            # (someone cancelled the serving task as well), that one propagates
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None and uncancel() > 0:
+                raise
+        finally:
+            conn.reader = None
+
+    async def _read_loop(self, conn: Connection) -> None:
+        receive = conn.transport.receive
+        while not conn.closing:
+            try:
+                data = await receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the framework gave up on this peer
+                client_faults.log(logging.INFO, "reading from %s failed: %r", conn.id, exc)
+                conn.close_soon(CloseCode.GOING_AWAY, "read failed")
+                return
+            if data is None:
+                return
+            if isinstance(data, bytes):
+                conn.close_soon(CloseCode.UNSUPPORTED_DATA,
+                                "binary frames are not supported; send JSON text frames")
+                return
+            try:
+                await self.handle_text(conn, data)
+            except Exception:
+                # A bug, not bad input (bad input gets an error frame): close this
+                # connection with 1011 and keep serving everyone else.
+                log.exception("internal error handling a frame from %s", conn.id)
+                conn.close_soon(CloseCode.INTERNAL_ERROR, "internal server error")
+                return
+
+    def _welcome(self, conn: Connection) -> str:
+        s = self.settings
+        heartbeat = ({"interval": s.ping_interval, "timeout": s.ping_timeout}
+                     if s.ping_interval else None)
+        return protocol.encode({
+            "type": "welcome", "userId": conn.user, "connectionId": conn.id,
+            "instance": self.instance_id, "heartbeat": heartbeat,
+            "maxMessageSize": s.max_message_size,
+        })
+
+    def _on_close(self, conn: Connection) -> None:
+        """Called once, synchronously, when a connection starts closing."""
+        reader = conn.reader
+        # (a close by the reading task itself needs no cancel: its loop checks
+        # conn.closing before it reads again)
+        if reader is not None and reader is not asyncio.current_task():
+            conn.reader = None
+            conn.read_cancelled = True
+            reader.cancel()
+        if conn.close_code in _CLIENT_FAULTS:
+            client_faults.log(logging.INFO, "closing %s (user %r) with %s: %s", conn.id,
+                              conn.user, conn.close_code, conn.close_reason)
+        self.membership.depart(conn)
+
+    # -- frames --------------------------------------------------------------
+
+    async def handle_text(self, conn: Connection, text: str) -> None:
+        """Act on one text frame from ``conn``: exactly one reply per ``ref``."""
+        try:
+            request = protocol.parse(text)
+        except ProtocolError as exc:
+            await self.delivery.posts_done(conn)
+            if not self._admit(conn, exc.ref):
+                return
+            conn.deliver(protocol.error_frame(exc.code, exc.message, exc.ref))
+            return
+        if type(request) is protocol.Pong:
+            conn.pong()  # never rate-limited: it only proves the client is alive
+            return
+        if type(request) is not protocol.Post:
+            await self.delivery.posts_done(conn)
+        if not self._admit(conn, request.ref):
+            return
+        match request:
+            case protocol.Post():
+                await self.delivery.post(conn, request)
+            case protocol.Join():
+                await self.membership.join(conn, request)
+            case protocol.Leave():
+                self.membership.leave(conn, request)
+            case protocol.Direct():
+                await self.delivery.direct(conn, request)
+            case protocol.History():
+                await self.membership.history(conn, request)
+            case protocol.PresenceQuery():
+                await self.membership.who(conn, request)
+            case protocol.Ping():
+                conn.deliver(protocol.reply("pong", request.ref))
+
+    def _admit(self, conn: Connection, ref: protocol.Ref) -> bool:
+        """Spend a token of the connection's rate limit; answer or close if none is left."""
+        bucket = conn.bucket
+        if bucket is None:
+            return True
+        verdict = bucket.take(asyncio.get_running_loop().time())
+        if verdict is Verdict.ACCEPT:
+            return True
+        if verdict is Verdict.CLOSE:
+            # flush: the rate_limited errors already queued are its replies
+            conn.close_soon(CloseCode.RATE_LIMITED,
+                            f"kept sending over the rate limit of {bucket.rate:g} frames/s",
+                            flush=True)
+        else:
+            conn.deliver(protocol.error_frame(
+                "rate_limited", f"over {bucket.rate:g} frames/s (burst {bucket.burst}); "
+                f"dropped; retry in {bucket.retry_after():.2f}s", ref))
+        return False
+
+    # -- from other instances -----------------------------------------------
+
+    def _route(self, kind: str, key: str, text: str, offset: Optional[int],
+               sender: Optional[str]) -> None:
+        if kind == "user":
+            targets = self.hub.user_targets(key)
+        else:
+            # our own post, back from the bus: not to its sender
+            targets = self.hub.room_targets(
+                key, None if sender is None else self._connections.get(sender))
+        if kind == "room" and offset is None and text.startswith('{"type":"presence"'):
+            user = json.loads(text).get("userId")  # presence events go to the others
+            targets = [t for t in targets if t.user != user]
+        if targets:
+            self.delivery.fan_out(key, targets, Outgoing(text), offset)
+
+    # -- helpers -------------------------------------------------------------
+
+    @property
+    def connections(self) -> list[Connection]:
+        return list(self._connections.values())

@@ -1,0 +1,253 @@
+"""The server's side of the backplane: channel names, subscription intents, envelopes.
+
+:class:`ChatServer` speaks in rooms and users; the backplane speaks in channels
+and envelopes. This object translates, so that neither the server nor any
+backend holds the other's bookkeeping:
+
+* **names**: room ``R`` is channel ``{ns}:room:R`` (``{ns}:{room:R}`` on a Redis
+  Cluster, in the slot of the room's history), user ``U`` is ``{ns}:user:U``;
+* **intents**: the server calls :meth:`room_opened`, :meth:`room_emptied`,
+  :meth:`user_arrived` and :meth:`user_gone` *synchronously, at the moment the
+  hub changes*, so the wanted set always equals the hub's state; applying it
+  to the backend (:meth:`settle`, :meth:`settle_soon`) reads that set when it
+  runs, so no stale intent can undo a newer one;
+* **envelopes**: what goes out names this instance, what comes back from this
+  instance is dropped (it was delivered locally when posted), and the rest is
+  routed to a room's or a user's local connections;
+* **batches**: room posts queued during one loop tick go to the backend in one
+  :meth:`Backplane.send` (one pipelined round trip on Redis), one batch at a time,
+  so a busy room costs a round trip per tick instead of one per post, and posts
+  reach the store in the order they were queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, Callable, Optional
+
+from ..backplane import Backplane, RoomPost, Sent, decode_envelope, encode_envelope
+from ..exceptions import BackplaneUnavailable
+from ..core.history import Page, Retention, with_offset
+from ..core.protocol import encode
+
+log = logging.getLogger("wskit.relay")
+
+__all__ = ["Relay"]
+
+#: ``route(kind, key, text, offset, sender)``: kind is "room" or "user", text the server
+#: frame to deliver, offset its room offset (None without history), sender the id of the
+#: local connection that posted it (None if posted elsewhere)
+Router = Callable[[str, str, str, Optional[int], Optional[str]], None]
+
+#: the head of an envelope exactly as wskit writes it (``encode_envelope`` or the append
+#: script) around a compact frame: this instance's own are spliced, not parsed again
+_ENVELOPE = re.compile(r'\{"origin":"([^"\\]*)",(?:"offset":(\d+),"epoch":"([0-9A-Za-z]+)",)?'
+                       r'"frame":(?=\{"type":")')
+
+
+class Relay:
+    """Joins one :class:`ChatServer` to a :class:`Backplane`."""
+
+    def __init__(self, backplane: Backplane, instance_id: str, namespace: str,
+                 route: Router) -> None:
+        self.backplane = backplane
+        self.instance_id = instance_id
+        self._prefix = f"{namespace}:"
+        self._route = route
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: posts waiting for the next batch of their lane, each with what to call when
+        #: it is sent; a lane's sender task runs while its queue exists
+        self._lanes: dict[str, list[tuple[RoomPost, Callable[[Sent], None]]]] = {}
+        self._senders: dict[str, asyncio.Task[None]] = {}
+        backplane.on_message = self._on_message
+
+    # -- names ---------------------------------------------------------------
+
+    def room_channel(self, room: str) -> str:
+        if self.backplane.hash_tagged_channels:  # a cluster: the slot of its history
+            return f"{self._prefix}{{room:{room}}}"
+        return f"{self._prefix}room:{room}"
+
+    def user_channel(self, user: str) -> str:
+        return f"{self._prefix}user:{user}"
+
+    def history_key(self, room: str) -> str:
+        """Prefix of a room's history keys; the hash tag keeps them in one cluster slot."""
+        return f"{self._prefix}{{room:{room}}}"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.backplane.start()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Send what is queued (at most ``timeout`` s: a stuck backend fails the
+        rest, each post's callback told so), then stop the backend."""
+        senders = set(self._senders.values())
+        if senders:
+            _, stuck = await asyncio.wait(senders, timeout=timeout)
+            for task in stuck:
+                task.cancel()
+        await self.idle()
+        await self.backplane.stop()
+
+    async def idle(self) -> None:
+        """Wait until no background :meth:`settle_soon` is left.
+
+        ``asyncio.wait`` suspends even on finished tasks (a bare ``gather`` of
+        done tasks does not on 3.12+, which made a ``while`` loop here spin).
+        """
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    # -- intents (synchronous, in hub order) ---------------------------------
+
+    def room_opened(self, room: str) -> None:
+        self.backplane.want(self.room_channel(room))
+
+    def room_emptied(self, room: str) -> None:
+        self.backplane.unwant(self.room_channel(room))
+
+    def user_arrived(self, user: str) -> None:
+        self.backplane.want(self.user_channel(user))
+
+    def user_gone(self, user: str) -> None:
+        self.backplane.unwant(self.user_channel(user))
+
+    async def settle(self) -> None:
+        """Apply every intent so far; returns once the backend confirmed (or is down)."""
+        await self.backplane.sync()
+
+    def settle_soon(self) -> None:
+        """:meth:`settle` in the background (from synchronous code: a close)."""
+        self._background(self.backplane.sync(), "wskit-relay-settle")
+
+    def _background(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)  # the loop holds tasks only weakly; idle() waits for them
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- publishing ----------------------------------------------------------
+
+    def post_room(self, room: str, frame_text: str, sender: str,
+                  retention: Optional[Retention],
+                  done: Callable[[Sent], None]) -> None:
+        """Queue a room post for the next batch; ``done`` is called with its
+        :data:`Sent`, posts in queue order (also when the relay stops first).
+
+        With ``retention`` the post is stored and gets an offset (history on): every
+        instance with members in the room, this one included, delivers it from the
+        bus, in offset order, and its origin names the sending connection
+        (``instance/conn``) so this instance does not echo it to its sender. Without,
+        it is only published (the caller delivered it here already).
+        """
+        if retention is None:
+            post = RoomPost(self.room_channel(room), self.instance_id, frame_text)
+        else:
+            post = RoomPost(self.room_channel(room), f"{self.instance_id}/{sender}", frame_text,
+                            self.history_key(room), retention)
+        # A single Redis publishes in the order it receives: one lane keeps every room
+        # in order and batches them all. A cluster has a lane per shard, so a failed
+        # shard stalls only its own rooms.
+        lane = self.backplane.lane(post.channel)
+        queue = self._lanes.get(lane)
+        if queue is None:
+            queue = self._lanes[lane] = []
+            # runs after the readers already woken in this tick: their posts join the batch
+            self._senders[lane] = self._background(self._send_batches(lane), "wskit-relay-send")
+        queue.append((post, done))
+
+    async def _send_batches(self, lane: str) -> None:
+        try:
+            while self._lanes[lane]:
+                batch, self._lanes[lane] = self._lanes[lane], []
+                try:
+                    results = await self.backplane.send([post for post, _ in batch])
+                except asyncio.CancelledError:
+                    stopped = BackplaneUnavailable("the server stopped before sending")
+                    self._finish(batch + self._lanes[lane], [stopped] * (
+                        len(batch) + len(self._lanes[lane])))
+                    self._lanes[lane] = []
+                    raise
+                except Exception as exc:  # a backend bug: fail these posts, keep the relay
+                    log.exception("sending %d post(s) failed", len(batch))
+                    results = [BackplaneUnavailable(f"send failed: {exc!r}")] * len(batch)
+                self._finish(batch, results)
+        finally:
+            del self._lanes[lane], self._senders[lane]
+
+    @staticmethod
+    def _finish(batch: list[tuple[RoomPost, Callable[[Sent], None]]],
+                results: list[Sent]) -> None:
+        for (_, done), result in zip(batch, results):
+            try:
+                done(result)
+            except Exception:
+                log.exception("a post's completion failed")
+
+    async def publish_user(self, user: str, frame_text: str) -> int:
+        return await self.backplane.publish(self.user_channel(user),
+                                            encode_envelope(self.instance_id, frame_text))
+
+    async def read_room(self, room: str, retention: Retention, *, after: Optional[int] = None,
+                        last: Optional[int] = None) -> Page:
+        return await self.backplane.read(self.history_key(room), retention, after=after,
+                                         last=last)
+
+    # -- presence (a PresenceStore: rooms in, history keys to the backend) ------
+
+    async def presence_join(self, room: str, user: str, instance: str, ttl: float) -> bool:
+        return await self.backplane.presence_join(self.history_key(room), user, instance, ttl)
+
+    async def presence_leave(self, room: str, user: str, instance: str) -> bool:
+        return await self.backplane.presence_leave(self.history_key(room), user, instance)
+
+    async def presence_refresh(self, room: str, users: list[str], instance: str,
+                               ttl: float) -> list[str]:
+        return await self.backplane.presence_refresh(self.history_key(room), users, instance,
+                                                     ttl)
+
+    async def presence_list(self, room: str) -> list[str]:
+        return await self.backplane.presence_list(self.history_key(room))
+
+    # -- receiving -----------------------------------------------------------
+
+    def _on_message(self, channel: str, data: str) -> None:
+        if not channel.startswith(self._prefix):
+            return
+        head = _ENVELOPE.match(data)
+        mine = head is not None and head.group(1).partition("/")[0] == self.instance_id
+        if mine and data.endswith("}}"):
+            # our own envelope (with history on, every post of ours comes back this
+            # way): we encoded its frame, so it is spliced, not parsed and re-encoded
+            assert head is not None
+            origin, offset_text, epoch = head.groups()
+            if offset_text is None:
+                return  # delivered locally when it was posted (posts with an offset are not)
+            sender = origin.partition("/")[2]
+            offset: Optional[int] = int(offset_text)
+            text = with_offset(data[head.end():-1], int(offset_text), epoch)
+        else:  # another instance's, or anyone's: checked in full before any client sees it
+            try:
+                origin, frame = decode_envelope(data)
+            except (ValueError, RecursionError) as exc:
+                log.warning("dropped a malformed envelope on %s: %s", channel, str(exc)[:200])
+                return
+            instance, _, sender = origin.partition("/")
+            mine = instance == self.instance_id
+            offset = frame.get("offset")
+            if type(offset) is not int:
+                offset = None
+            if mine and offset is None:
+                return
+            text = encode(frame)
+        name = channel[len(self._prefix):]
+        if name.startswith("{room:") and name.endswith("}"):
+            kind, key = "room", name[6:-1]
+        else:
+            kind, _, key = name.partition(":")
+        if kind in ("room", "user"):
+            self._route(kind, key, text, offset, sender if mine else None)
