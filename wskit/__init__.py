@@ -13,8 +13,9 @@ Layers, top to bottom (docs/architecture.md draws them)::
 
 from __future__ import annotations
 
-from .security.tokens import issue_token, verify_token
 from .client.aio import Client, SyncClient, connect
+from .core.hub import Hub
+from .core.protocol import CloseCode
 from .exceptions import (
     AuthError,
     BackplaneError,
@@ -27,8 +28,6 @@ from .exceptions import (
     ServerStartError,
     WskitError,
 )
-from .core.hub import Hub
-from .core.protocol import CloseCode
 from .runner.serve import (
     RunningServer,
     ThreadedServer,
@@ -40,6 +39,7 @@ from .runner.serve import (
     serve_in_thread,
     stop_all,
 )
+from .security.tokens import issue_token, verify_token
 from .server.chat import ChatServer
 from .server.settings import Settings
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import logging
+import signal
 import sys
-from typing import Any, Callable, Coroutine, Optional, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from . import __version__
-from .security.tokens import issue_token
 from .exceptions import WskitError
 from .runner.serve import FRAMEWORKS, LOOPS, run, serve
+from .security.tokens import issue_token
 
 __all__ = ["main"]
 
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

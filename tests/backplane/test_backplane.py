@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-
+from ownredis import OwnRedis, needs_redis_server
 from processes import first_line, interrupt, spawn
 
 import wskit
 from wskit import ServerError
 from wskit.backplane import MemoryBackplane, RedisBackplane, decode_envelope, encode_envelope
-from ownredis import OwnRedis, needs_redis_server
 
 MIX = ("aiohttp", "fastapi", "aiohttp")
 

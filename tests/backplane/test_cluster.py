@@ -14,8 +14,8 @@ import redis
 from wskit import Client
 from wskit.backplane import from_url
 from wskit.backplane.cluster import ClusterBackplane, parse_cluster_url
-from wskit.exceptions import ConfigError
 from wskit.devtools.localcluster import LocalCluster, available
+from wskit.exceptions import ConfigError
 
 pytestmark = [
     pytest.mark.skipif(not available(), reason="needs redis-server and redis-cli"),
@@ -213,8 +213,8 @@ async def test_a_cluster_gone_entirely_is_a_backplane_outage_on_every_path(
     and a presence change must each report BackplaneUnavailable (an error frame for the
     sender), never leak that exception as if the backend had a bug."""
     from wskit.backplane import RoomPost
-    from wskit.exceptions import BackplaneUnavailable
     from wskit.core.history import Retention
+    from wskit.exceptions import BackplaneUnavailable
 
     keep = Retention(50, 60)
     key = f"gone{time.time_ns()}:{{room:lobby}}"

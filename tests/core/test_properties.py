@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from wskit import ChatServer
 from wskit.core import protocol
+from wskit.core.protocol import CloseCode
 from wskit.exceptions import ProtocolError
 from wskit.testing.fuzz import expected_replies
-from wskit.core.protocol import CloseCode
 from wskit.testing.memory import Peer
 
 json_values = st.recursive(

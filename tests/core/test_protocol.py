@@ -7,8 +7,8 @@ import json
 import pytest
 
 from wskit.core import protocol
-from wskit.exceptions import ProtocolError
 from wskit.core.protocol import CloseCode, Direct, Join, Leave, Ping, Pong, Post
+from wskit.exceptions import ProtocolError
 
 
 @pytest.mark.parametrize("text, expected", [

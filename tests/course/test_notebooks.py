@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from wskit.course.exercises import EXERCISES as ALL_EXERCISES, for_notebook
+from wskit.course.exercises import EXERCISES as ALL_EXERCISES
+from wskit.course.exercises import for_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))

@@ -12,7 +12,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-import wskit
 from wskit.devtools.deploy import IdleRelay, LocalNginx, find_nginx, nginx_config
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"

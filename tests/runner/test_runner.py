@@ -11,8 +11,8 @@ import pytest
 
 import wskit
 from wskit import CloseCode, ServerStartError
-from wskit.exceptions import BackplaneUnavailable, ConfigError
 from wskit.devtools.ports import free_port
+from wskit.exceptions import BackplaneUnavailable, ConfigError
 
 
 async def test_rerunning_serve_with_same_name_replaces_the_server(clients, framework) -> None:

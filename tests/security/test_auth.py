@@ -7,8 +7,8 @@ import time
 import jwt
 import pytest
 
-from wskit.security import tokens as auth
 from wskit.exceptions import AuthError
+from wskit.security import tokens as auth
 
 S = "x" * 64
 

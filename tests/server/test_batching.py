@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from ownredis import OwnRedis, needs_redis_server
 
 from wskit import ChatServer
 from wskit.backplane import RedisBackplane, RoomPost, decode_envelope
 from wskit.backplane.redis import MAX_RUN, runs
 from wskit.core.history import Retention
 from wskit.testing.memory import GatedBackplane, Peer
-
-from ownredis import OwnRedis, needs_redis_server
 
 pytestmark = pytest.mark.timeout(20)
 

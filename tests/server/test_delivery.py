@@ -158,7 +158,8 @@ async def test_broadcast_is_encoded_once_for_all_receivers() -> None:
     assert all(f is frames[0] for f in frames)  # one str object shared, not re-encoded
     await server.stop()
     await asyncio.gather(*tasks)
-    assert all(t.closed_with == (CloseCode.SERVICE_RESTART, "server restarting: reconnect to resume") for t in ts)
+    restarting = (CloseCode.SERVICE_RESTART, "server restarting: reconnect to resume")
+    assert all(t.closed_with == restarting for t in ts)
 
 
 def server_token(server: ChatServer, user: str) -> str:
@@ -313,7 +314,8 @@ async def test_a_send_that_need_not_wait_runs_in_place_without_a_task(t: AsyncOn
     await conn.close()
 
 
-async def test_a_send_that_waits_is_finished_by_a_writer_then_the_outbox_in_order(t: AsyncOnlyTransport) -> None:
+async def test_a_send_that_waits_is_finished_by_a_writer_then_the_outbox_in_order(
+        t: AsyncOnlyTransport) -> None:
     conn = _started(t)
     t.open.clear()  # the socket's buffer is full
     assert conn.deliver("a") and t.sent == []

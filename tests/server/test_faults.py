@@ -11,16 +11,14 @@ import logging
 import uuid
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
+from ownredis import OwnRedis, needs_redis_server
 
 import wskit
 from wskit.backplane import RedisBackplane
 from wskit.core.protocol import CloseCode
 from wskit.testing.memory import Gate
-
-from ownredis import OwnRedis, needs_redis_server
 
 pytestmark = pytest.mark.timeout(60)
 

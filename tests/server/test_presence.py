@@ -8,16 +8,16 @@ import os
 import secrets
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
+from processes import first_line, interrupt, spawn
 
 from wskit import ChatServer, Client
 from wskit.backplane import RedisBackplane
 from wskit.server.presence import MemoryPresence
 from wskit.testing.memory import GatedBackplane, Peer
-
-from processes import first_line, interrupt, spawn
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,14 +13,13 @@ import uuid
 from typing import Any
 
 import pytest
+from conftest import REDIS_URL
+from ownredis import needs_redis_server
+from processes import first_line, interrupt, spawn
 
 import wskit
 from wskit import Client, ConnectionClosed, ServerError
 from wskit.core.reconnect import Backoff
-
-from conftest import REDIS_URL
-from processes import first_line, interrupt, spawn
-from ownredis import needs_redis_server
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,6 @@ same routes:
 from __future__ import annotations
 
 import asyncio
-
 from importlib import resources
 from typing import Any
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
 
 from aiohttp import WSMsgType, web
 
@@ -26,7 +25,7 @@ class AiohttpTransport:
 
     __slots__ = ("ws", "_tcp")
 
-    def __init__(self, ws: web.WebSocketResponse, tcp: Optional[asyncio.Transport]) -> None:
+    def __init__(self, ws: web.WebSocketResponse, tcp: asyncio.Transport | None) -> None:
         self.ws = ws
         self._tcp = tcp
 

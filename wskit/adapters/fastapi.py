@@ -16,12 +16,11 @@ which tracks the socket's state.
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator, Awaitable, Optional
-
-from starlette.types import ASGIApp, Receive, Scope, Send
+from collections.abc import AsyncIterator, Awaitable
 
 from fastapi import FastAPI, Query, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketState
 
 from ..core.protocol import close_reason
@@ -106,7 +105,7 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
     app.add_middleware(DirectSend)  # first added: innermost of the app's middleware
 
     @app.websocket(WS_PATH)
-    async def ws_endpoint(websocket: WebSocket, token: Optional[str] = Query(None)) -> None:
+    async def ws_endpoint(websocket: WebSocket, token: str | None = Query(None)) -> None:
         if not server.origin_allowed(websocket.headers.get("origin")):
             # close before accept: uvicorn answers the handshake with HTTP 403
             await websocket.close(code=1008)
@@ -119,7 +118,7 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
         return JSONResponse(health(server))
 
     @app.get("/token")
-    async def _token(user: Optional[str] = None) -> JSONResponse:
+    async def _token(user: str | None = None) -> JSONResponse:
         status, body = dev_token(server, user)
         return JSONResponse(body, status_code=status)
 

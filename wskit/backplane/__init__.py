@@ -19,7 +19,7 @@ With no URL given, ``WSKIT_REDIS_URL`` decides, and without it ``fakeredis://``.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigError
@@ -37,7 +37,7 @@ def default_url() -> str:
     return os.environ.get(ENV_VAR) or "fakeredis://"
 
 
-def from_url(url: Optional[str] = None, *, client: Any = None) -> Optional[Backplane]:
+def from_url(url: str | None = None, *, client: Any = None) -> Backplane | None:
     """A backplane for ``url`` (see the table above); None for ``"none"``."""
     if client is not None:
         return RedisBackplane(url or "redis://injected", client=client)

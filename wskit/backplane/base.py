@@ -34,10 +34,11 @@ import abc
 import asyncio
 import json
 import logging
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
-from ..exceptions import BackplaneUnavailable
 from ..core.history import Page, Retention
+from ..exceptions import BackplaneUnavailable
 
 log = logging.getLogger("wskit.backplane")
 
@@ -55,17 +56,17 @@ class RoomPost(NamedTuple):
     channel: str
     origin: str
     frame_text: str
-    key: Optional[str] = None
-    retention: Optional[Retention] = None
+    key: str | None = None
+    retention: Retention | None = None
 
 
 #: what :meth:`Backplane.send` says of one post: its ``(offset, epoch)`` when it was
 #: stored, None when it was published only, or the error that stopped it
-Sent = Union[tuple[int, str], None, BackplaneUnavailable]
+Sent = tuple[int, str] | None | BackplaneUnavailable
 
 
-def encode_envelope(origin: str, frame_text: str, offset: Optional[int] = None,
-                    epoch: Optional[str] = None) -> str:
+def encode_envelope(origin: str, frame_text: str, offset: int | None = None,
+                    epoch: str | None = None) -> str:
     """Wrap an already-encoded frame; string concatenation avoids encoding it twice."""
     head = '{"origin":' + json.dumps(origin)
     if offset is not None:
@@ -108,7 +109,7 @@ class Backplane(abc.ABC):
     hash_tagged_channels: bool = False
 
     def __init__(self) -> None:
-        self.on_message: Optional[MessageHandler] = None
+        self.on_message: MessageHandler | None = None
         self._wanted: set[str] = set()
         self._sync_lock = asyncio.Lock()
 
@@ -148,8 +149,8 @@ class Backplane(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
-                   last: Optional[int] = None) -> Page:
+    async def read(self, key: str, retention: Retention, *, after: int | None = None,
+                   last: int | None = None) -> Page:
         """History ``key``: entries after offset ``after``, or the ``last`` K, or just
         its position. Raises BackplaneUnavailable."""
 

@@ -29,14 +29,15 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.crc import key_slot
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from ..exceptions import BackplaneUnavailable, ConfigError
@@ -100,7 +101,7 @@ class _Shard:
         #: channels we asked to leave: their SUNSUBSCRIBE is not a slot moving away
         self.leaving: set[str] = set()
         self.confirm: dict[str, asyncio.Future[None]] = {}
-        self.task: Optional[asyncio.Task[None]] = None
+        self.task: asyncio.Task[None] | None = None
         self.closing = False
 
     async def change(self, add: set[str], remove: set[str]) -> list[asyncio.Future[None]]:
@@ -190,11 +191,11 @@ class ClusterBackplane(RedisBackplane):
                  max_backoff: float = 0.5) -> None:
         super().__init__(url, confirm_timeout=confirm_timeout, max_backoff=max_backoff)
         self._nodes, self._options = parse_cluster_url(url)
-        self._cluster: Optional[RedisCluster] = None
+        self._cluster: RedisCluster | None = None
         self._shards: dict[str, _Shard] = {}
         self._healthy = asyncio.Event()
         self._repair = asyncio.Event()
-        self._supervisor: Optional[asyncio.Task[None]] = None
+        self._supervisor: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------
 

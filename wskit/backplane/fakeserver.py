@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["FakeRedisServer"]
 
@@ -46,8 +46,8 @@ class FakeRedisServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self.port = port
-        self._server: Optional[Any] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: Any | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from ..core.history import MemoryStreams, Page, Retention
 from ..server.presence import MemoryPresence
@@ -56,8 +56,8 @@ class MemoryBackplane(Backplane):
             self._publish_locked(channel, encode_envelope(origin, frame_text, offset, epoch))
         return offset, epoch
 
-    async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
-                   last: Optional[int] = None) -> Page:
+    async def read(self, key: str, retention: Retention, *, after: int | None = None,
+                   last: int | None = None) -> Page:
         return self.streams.read(key, retention, time.monotonic(), after=after, last=last)
 
     @property

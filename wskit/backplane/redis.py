@@ -22,16 +22,17 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisError
-from redis.asyncio.retry import Retry
 
-from ..exceptions import BackplaneUnavailable, ConfigError
 from ..core.history import Entry, Page, Retention, new_epoch
+from ..exceptions import BackplaneUnavailable, ConfigError
 from .base import Backplane, RoomPost, Sent, encode_envelope
 
 log = logging.getLogger("wskit.backplane")
@@ -462,8 +463,8 @@ class RedisBackplane(Backplane):
             results += sent_of(run, reply, f"Redis at {self.url}")
         return results
 
-    async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
-                   last: Optional[int] = None) -> Page:
+    async def read(self, key: str, retention: Retention, *, after: int | None = None,
+                   last: int | None = None) -> Page:
         mode, n = ("after", after) if after is not None else (
             ("last", last) if last is not None else ("none", 0))
         args = [new_epoch(), max(1, int(retention.ttl)), mode, n]

@@ -25,8 +25,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .fanout import LATENCY_FRACTION, Room, Target, _machine
 
@@ -53,7 +54,7 @@ class Point:
     round: int
     deliveries_per_s: float
     complete: bool
-    p99_ms: Optional[float]
+    p99_ms: float | None
     rate: float  # posts/s offered in the latency run (all rooms together)
 
 
@@ -61,7 +62,7 @@ def _posts(deliveries: int, per_post: int, low: int = 10, high: int = 5000) -> i
     return max(low, min(high, deliveries // per_post))
 
 
-async def _point(kind: str, sweep: str, x: int, rnd: int, rate: Optional[float],
+async def _point(kind: str, sweep: str, x: int, rnd: int, rate: float | None,
                  quick: bool) -> Point:
     budget = 40_000 if quick else 150_000  # deliveries per throughput run
     target = Target(kind, sndbuf=0)
@@ -108,7 +109,7 @@ async def run(sweeps: dict[str, tuple[int, ...]], rounds: int, quick: bool,
     plan = [(r, s, x) for r in range(rounds) for s, xs in sweeps.items() for x in xs]
     points: list[Point] = []
     for step, (rnd, sweep, x) in enumerate(plan, 1):
-        rate: Optional[float] = None
+        rate: float | None = None
         for kind in TARGETS:  # the floor first: it sets the offered load
             progress(f"{step}/{len(plan)} round {rnd + 1} {sweep}={x} {kind}")
             point = await _point(kind, sweep, x, rnd, rate, quick)

@@ -40,11 +40,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
-from ..security.tokens import issue_token
 from ..core.protocol import PING
+from ..security.tokens import issue_token
 from .procfs import status_kb
 from .targets import SECRET, SNDBUF
 
@@ -70,9 +71,9 @@ _PONG = '{"type":"pong"}'
 class WSClient(asyncio.Protocol):
     """Just enough RFC 6455 to count frames, read a timestamp and send masked text."""
 
-    def __init__(self, on_text: Optional[Callable[[bytes], None]] = None) -> None:
+    def __init__(self, on_text: Callable[[bytes], None] | None = None) -> None:
         self.on_text = on_text
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.upgraded = asyncio.get_running_loop().create_future()
         self.closed = False
@@ -80,7 +81,7 @@ class WSClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.upgraded.done():
             self.upgraded.set_exception(ConnectionError("closed during handshake"))
@@ -145,8 +146,8 @@ class WSClient(asyncio.Protocol):
 
 
 async def ws_connect(host: str, port: int, path: str,
-                     on_text: Optional[Callable[[bytes], None]] = None,
-                     rcvbuf: Optional[int] = None) -> WSClient:
+                     on_text: Callable[[bytes], None] | None = None,
+                     rcvbuf: int | None = None) -> WSClient:
     loop = asyncio.get_running_loop()
     if rcvbuf is None:
         _, client = await loop.create_connection(lambda: WSClient(on_text), host, port)
@@ -174,7 +175,7 @@ async def ws_connect(host: str, port: int, path: str,
 @dataclass
 class Dialect:
     path: Callable[[str, str], str]  # (user, room) -> the request path
-    join: Optional[Callable[[str], str]]
+    join: Callable[[str], str] | None
     post: Callable[[str, str], str]
 
 
@@ -208,10 +209,10 @@ DIALECTS = {
 #: schedules both anywhere). On two cores, unpinned, the server and the load generator
 #: fight for the same core at times, and same-round ratios scatter (0.5 to 1.0 for one
 #: target in one run); pinned, each has a core of its own and ratios are steadier.
-PINNED: Optional[tuple[set[int], set[int]]] = None
+PINNED: tuple[set[int], set[int]] | None = None
 
 
-def pin(split: bool) -> Optional[str]:
+def pin(split: bool) -> str | None:
     """Give the load generator and the targets disjoint CPUs; a description, or None
     if this machine cannot (fewer than 2 CPUs, or no ``sched_setaffinity``)."""
     global PINNED
@@ -227,8 +228,8 @@ def pin(split: bool) -> Optional[str]:
 
 
 class Target:
-    def __init__(self, kind: str, redis: Optional[str] = None,
-                 sndbuf: Optional[int] = None, loop: str = "asyncio") -> None:
+    def __init__(self, kind: str, redis: str | None = None,
+                 sndbuf: int | None = None, loop: str = "asyncio") -> None:
         self.kind = kind
         args = [sys.executable, "-m", "wskit.bench.targets", kind]
         if redis:
@@ -274,10 +275,10 @@ class Room:
         self.counting = [False] * n
         self.reached: dict[int, int] = {}
         self.waiters: dict[int, asyncio.Future[None]] = {}
-        self.latencies: Optional[list[float]] = None
+        self.latencies: list[float] | None = None
         self.receivers: list[WSClient] = []
-        self.sender: Optional[WSClient] = None
-        self.staller: Optional[WSClient] = None
+        self.sender: WSClient | None = None
+        self.staller: WSClient | None = None
 
     def _on_text(self, i: int) -> Callable[[bytes], None]:
         def on_text(payload: bytes) -> None:
@@ -355,7 +356,7 @@ class Room:
         return bool(done)
 
     async def throughput(self, messages: int, timeout: float = TIMEOUT,
-                         payload: int = 0, window: Optional[int] = WINDOW) -> tuple[float, bool]:
+                         payload: int = 0, window: int | None = WINDOW) -> tuple[float, bool]:
         """Deliveries/s for ``messages`` posts; False if it did not finish in ``timeout``.
 
         ``window``: at most this many posts not yet delivered everywhere; None sends
@@ -408,13 +409,13 @@ class Result:
     round: int
     deliveries_per_s: float = 0.0
     complete: bool = True
-    p50_ms: Optional[float] = None
-    p99_ms: Optional[float] = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
     peak_rss_mb: float = 0.0
     per_connection_kb: float = 0.0
-    stalled_deliveries_per_s: Optional[float] = None
-    stalled_complete: Optional[bool] = None
-    stalled_rss_growth_kb: Optional[float] = None
+    stalled_deliveries_per_s: float | None = None
+    stalled_complete: bool | None = None
+    stalled_rss_growth_kb: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -423,10 +424,10 @@ def messages_for(n: int, quick: bool) -> int:
     return max(50, min(5000, total // n))
 
 
-async def measure(kind: str, n: int, rnd: int, quick: bool, rate: Optional[float],
-                  stall: bool, redis: Optional[str] = None,
+async def measure(kind: str, n: int, rnd: int, quick: bool, rate: float | None,
+                  stall: bool, redis: str | None = None,
                   stall_timeout: float = STALL_TIMEOUT, derive_rate: bool = False,
-                  free: bool = False, messages: Optional[int] = None,
+                  free: bool = False, messages: int | None = None,
                   loop: str = "asyncio") -> Result:
     """One target, fresh process. ``rate``: posts/s for the latency run; with
     ``derive_rate`` (the floor) it is LATENCY_FRACTION of this target's own
@@ -485,8 +486,8 @@ EXTRA_TARGETS = ("wskit-aiohttp-none", "wskit-fastapi-none", "raw-fastapi", "raw
 
 async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[str], None],
               stall_timeout: float = STALL_TIMEOUT,
-              targets: Optional[Sequence[str]] = None, free: bool = False,
-              messages: Optional[int] = None, loop: str = "asyncio") -> list[Result]:
+              targets: Sequence[str] | None = None, free: bool = False,
+              messages: int | None = None, loop: str = "asyncio") -> list[Result]:
     """``targets``: a subset to measure (the raw floor is always measured, for ratios).
     ``free``/``messages``: see :func:`measure`."""
     results: list[Result] = []
@@ -571,7 +572,7 @@ def _order(target: str) -> int:
     return order.index(target) if target in order else len(order)
 
 
-def _median(values: Sequence[Optional[float]]) -> Optional[float]:
+def _median(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
 
@@ -621,7 +622,8 @@ def main(args: argparse.Namespace) -> int:
                               free=free, messages=messages, loop=loop))
     rows = summarize(results)
     if args.json:
-        print(json.dumps({"machine": _machine(), "pinned": pinned, "seconds": round(time.monotonic() - started),
+        seconds = round(time.monotonic() - started)
+        print(json.dumps({"machine": _machine(), "pinned": pinned, "seconds": seconds,
                           "rows": rows, "raw": [r.__dict__ for r in results]}, indent=2))
     else:
         mode = ("free-running (all posts at once, kernel socket buffers)" if free

@@ -15,8 +15,8 @@ import asyncio
 import random
 import secrets
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from ..client.aio import Client
 from ..runner.serve import serve

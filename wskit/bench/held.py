@@ -20,8 +20,9 @@ import json
 import secrets
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import aiohttp
 
@@ -48,8 +49,8 @@ class Held:
 SERVERS = ("raw", "aiohttp", "fastapi")
 
 
-async def _start(server: str, secret: str, interval: Optional[float],
-                 timeout: Optional[float]) -> tuple[asyncio.subprocess.Process, str]:
+async def _start(server: str, secret: str, interval: float | None,
+                 timeout: float | None) -> tuple[asyncio.subprocess.Process, str]:
     if server == "raw":
         args = ["-m", "wskit.bench.targets", "raw-aiohttp", "--sndbuf", "0"]
     else:
@@ -67,7 +68,7 @@ async def _start(server: str, secret: str, interval: Optional[float],
     return proc, line
 
 
-async def measure(server: str, n: int, interval: Optional[float], timeout: Optional[float],
+async def measure(server: str, n: int, interval: float | None, timeout: float | None,
                   hold: float) -> Held:
     secret = secrets.token_hex(32)
     proc, url = await _start(server, secret, interval, timeout)
@@ -134,7 +135,8 @@ async def measure(server: str, n: int, interval: Optional[float], timeout: Optio
         fanout_ms = (time.perf_counter() - t1) * 1000
         await poster.close()
         return Held(server, n, round(n / connect_s, 1), round((after - before) / n, 1),
-                    round(status_kb(proc.pid, "VmHWM") / 1024, 1), round(idle_cpu, 1), pings_held, closed, reached, round(fanout_ms, 1))
+                    round(status_kb(proc.pid, "VmHWM") / 1024, 1), round(idle_cpu, 1), pings_held, closed,
+                    reached, round(fanout_ms, 1))
     finally:
         for ws in sockets:
             await ws.close()
@@ -148,7 +150,7 @@ async def measure(server: str, n: int, interval: Optional[float], timeout: Optio
         await proc.wait()
 
 
-async def run(n: int = 2000, interval: Optional[float] = 0.5, timeout: Optional[float] = 1.0,
+async def run(n: int = 2000, interval: float | None = 0.5, timeout: float | None = 1.0,
               hold: float = 10.0, servers: Sequence[str] = SERVERS) -> list[Held]:
     return [await measure(server, n, interval, timeout, hold) for server in servers]
 

@@ -40,11 +40,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from ..runner import serve as runner
 from ..adapters.fastapi import SEND_KEY, DirectSend
-from ..runner.serve import LOOPS
+from ..runner import serve as runner
+from ..runner.serve import LOOPS, serve, serve_app
 from ..runner.serve import run as run_on
-from ..runner.serve import serve, serve_app
 
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
 #: Every target's sockets get this fixed kernel send buffer (accepted sockets inherit

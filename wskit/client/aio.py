@@ -28,15 +28,16 @@ import json
 import logging
 import ssl as ssl_module
 import threading
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Union
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from ..security.tokens import issue_token
-from ..exceptions import ConnectionClosed, ServerError
 from ..core.protocol import encode
 from ..core.reconnect import Backoff, should_reconnect
+from ..exceptions import ConnectionClosed, ServerError
+from ..security.tokens import issue_token
 
 __all__ = ["Client", "connect", "SyncClient"]
 
@@ -47,7 +48,7 @@ _IGNORED = (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.PING, aiohttp.WSMsgType.
 _CLOSED = object()
 
 #: a callable giving a fresh token for each (re)connection, sync or async
-TokenSource = Callable[[], Union[str, Awaitable[str]]]
+TokenSource = Callable[[], str | Awaitable[str]]
 
 
 async def _call(source: TokenSource) -> str:
@@ -55,7 +56,7 @@ async def _call(source: TokenSource) -> str:
     return await token if inspect.isawaitable(token) else token
 
 
-def _resolve(target: Any, token: Optional[str], user: Optional[str], secret: Optional[str]) -> str:
+def _resolve(target: Any, token: str | None, user: str | None, secret: str | None) -> str:
     """The ws:// URL with its token, from a URL or a server handle."""
     if hasattr(target, "url") and hasattr(target, "token") and not isinstance(target, str):
         url = target.url
@@ -70,7 +71,7 @@ def _resolve(target: Any, token: Optional[str], user: Optional[str], secret: Opt
     return url + ("&" if "?" in url else "?") + urlencode({"token": token})
 
 
-def _decode(text: str) -> Optional[dict[str, Any]]:
+def _decode(text: str) -> dict[str, Any] | None:
     """A server frame as a dict, or None if it is not a JSON object.
 
     A client must survive whatever a server (or a proxy, or a lesson's broken
@@ -86,15 +87,15 @@ def _decode(text: str) -> Optional[dict[str, Any]]:
 class Client:
     """One WebSocket connection to a wskit server."""
 
-    def __init__(self, target: Any, *, user: Optional[str] = None,
-                 token: Union[str, TokenSource, None] = None,
-                 secret: Optional[str] = None, answer_pings: bool = True,
-                 headers: Optional[dict[str, str]] = None, timeout: float = 5.0,
+    def __init__(self, target: Any, *, user: str | None = None,
+                 token: str | TokenSource | None = None,
+                 secret: str | None = None, answer_pings: bool = True,
+                 headers: dict[str, str] | None = None, timeout: float = 5.0,
                  max_msg_size: int = 4 * 1024 * 1024, protocol_pongs: bool = True,
                  welcome: bool = True, reconnect: bool = False,
-                 backoff: Optional[Backoff] = None,
-                 max_attempts: Optional[int] = None,
-                 ssl: Optional[ssl_module.SSLContext] = None) -> None:
+                 backoff: Backoff | None = None,
+                 max_attempts: int | None = None,
+                 ssl: ssl_module.SSLContext | None = None) -> None:
         #: several targets (URLs or handles): reconnects cycle through them
         self._targets = list(target) if isinstance(target, (list, tuple)) else [target]
         self._target_index = 0
@@ -114,7 +115,7 @@ class Client:
         #: rooms whose rejoin said ``recovered: false`` (messages were lost), in order
         self.lost: list[str] = []
         self._app_closed = False
-        self._rejoin: Optional[asyncio.Task[None]] = None
+        self._rejoin: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self.answer_pings = answer_pings
         self.timeout = timeout
@@ -131,16 +132,16 @@ class Client:
         #: for wss:// with a private CA (a proxy's throwaway certificate); None: the system's
         self._ssl = ssl
         self._max_msg_size = max_msg_size
-        self._session: Optional[aiohttp.ClientSession] = None
-        self._ws: Optional[aiohttp.ClientWebSocketResponse[Any]] = None
-        self._reader: Optional[asyncio.Task[None]] = None
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse[Any] | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._refs = itertools.count(1)
         self._reading = asyncio.Event()
         self._reading.set()
         self._closed = asyncio.Event()
-        self.close_code: Optional[int] = None
+        self.close_code: int | None = None
         self.close_reason = ""
 
     # -- connecting ----------------------------------------------------------
@@ -178,11 +179,11 @@ class Client:
             autoping=self._protocol_pongs, timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout))
 
     @property
-    def user(self) -> Optional[str]:
+    def user(self) -> str | None:
         return self.welcome.get("userId")
 
     @property
-    def instance(self) -> Optional[str]:
+    def instance(self) -> str | None:
         return self.welcome.get("instance")
 
     @property
@@ -199,7 +200,7 @@ class Client:
 
     # -- requests ------------------------------------------------------------
 
-    async def request(self, frame: dict[str, Any], timeout: Optional[float] = None) -> dict[str, Any]:
+    async def request(self, frame: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """Send a frame with a fresh ``ref`` and return the server's reply to it.
 
         An ``error`` reply raises :class:`ServerError`.
@@ -238,7 +239,7 @@ class Client:
         """Who is in ``room`` (joined) on any instance."""
         return list((await self.request({"type": "presence", "roomId": room}))["users"])
 
-    async def send_raw(self, data: Union[str, bytes, dict[str, Any]]) -> None:
+    async def send_raw(self, data: str | bytes | dict[str, Any]) -> None:
         """Send anything, valid or not: a dict as JSON, a str as text, bytes as binary.
 
         :class:`ConnectionClosed` if the connection is closing or gone (with
@@ -261,7 +262,7 @@ class Client:
 
     # -- receiving -----------------------------------------------------------
 
-    async def receive(self, timeout: Optional[float] = None) -> dict[str, Any]:
+    async def receive(self, timeout: float | None = None) -> dict[str, Any]:
         """The next frame that is not a reply to a request (nor a ping).
 
         Raises ``TimeoutError`` after ``timeout`` seconds (default: the client's),
@@ -273,7 +274,7 @@ class Client:
             raise ConnectionClosed(self.close_code, self.close_reason)
         return item
 
-    async def expect(self, kind: str, timeout: Optional[float] = None) -> dict[str, Any]:
+    async def expect(self, kind: str, timeout: float | None = None) -> dict[str, Any]:
         """Receive until a frame of type ``kind`` arrives; skip others."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.timeout)
@@ -302,7 +303,7 @@ class Client:
                 return
             yield item
 
-    async def wait_pings(self, count: int, timeout: Optional[float] = None) -> None:
+    async def wait_pings(self, count: int, timeout: float | None = None) -> None:
         """Wait until ``count`` app-level pings in all have arrived."""
         async def _wait() -> None:
             while self.pings < count:
@@ -356,7 +357,7 @@ class Client:
             return True
         return self._token is None and self._user is not None
 
-    async def _reconnect(self) -> Optional[aiohttp.ClientWebSocketResponse[Any]]:
+    async def _reconnect(self) -> aiohttp.ClientWebSocketResponse[Any] | None:
         """Backoff with full jitter, cycling through the targets; None when giving up."""
         attempts = 0
         while self._max_attempts is None or attempts < self._max_attempts:
@@ -477,7 +478,7 @@ class Client:
         finally:
             self.close_code = ws.close_code
 
-    async def wait_connected(self, timeout: Optional[float] = None) -> None:
+    async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the client is connected (again, after a drop); ConnectionClosed
         if it closed for good."""
         async def _wait() -> None:
@@ -502,7 +503,7 @@ class Client:
         if transport is not None:
             transport.abort()
 
-    async def wait_closed(self, timeout: Optional[float] = None) -> Optional[int]:
+    async def wait_closed(self, timeout: float | None = None) -> int | None:
         """Wait until the server closes the connection; return the close code."""
         await asyncio.wait_for(self._closed.wait(), timeout or self.timeout)
         return self.close_code
@@ -577,10 +578,10 @@ class _LoopThread:
     """One background event loop shared by every :class:`SyncClient`."""
 
     _lock = threading.Lock()
-    _loop: Optional[asyncio.AbstractEventLoop] = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def run(cls, coro: Awaitable[Any], timeout: Optional[float]) -> Any:
+    def run(cls, coro: Awaitable[Any], timeout: float | None) -> Any:
         with cls._lock:
             if cls._loop is None or cls._loop.is_closed():
                 loop = asyncio.new_event_loop()
@@ -617,10 +618,10 @@ class SyncClient:
     def direct(self, to: str, content: str) -> dict[str, Any]:
         return self._run(self._client.direct(to, content))
 
-    def receive(self, timeout: Optional[float] = None) -> dict[str, Any]:
+    def receive(self, timeout: float | None = None) -> dict[str, Any]:
         return self._run(self._client.receive(timeout), extra=(timeout or self._timeout))
 
-    def send_raw(self, data: Union[str, bytes, dict[str, Any]]) -> None:
+    def send_raw(self, data: str | bytes | dict[str, Any]) -> None:
         self._run(self._client.send_raw(data))
 
     @property

@@ -19,7 +19,6 @@ import random
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional
 
 __all__ = ["Retention", "Entry", "Page", "MemoryStreams", "with_offset", "new_epoch",
            "is_recovered"]
@@ -110,7 +109,7 @@ class MemoryStreams:
             return room.top, room.epoch
 
     def read(self, key: str, retention: Retention, now: float, *,
-             after: Optional[int] = None, last: Optional[int] = None) -> Page:
+             after: int | None = None, last: int | None = None) -> Page:
         """Entries with offset > ``after``, or the ``last`` K, or none (position only)."""
         with self._lock:
             room = self._room(key, retention, now)

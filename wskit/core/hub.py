@@ -19,8 +19,9 @@ the backplane needs to subscribe and unsubscribe.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Generic, Hashable, TypeVar
+from typing import Generic, TypeVar
 
 C = TypeVar("C", bound=Hashable)
 

@@ -18,7 +18,7 @@ import enum
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ..exceptions import ProtocolError
 
@@ -92,7 +92,7 @@ _MAX_REF_LEN = 64
 _MAX_SAFE_INT = 2**53 - 1
 
 
-Ref = Union[str, int, None]
+Ref = str | int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,7 @@ class Pong:
     ref: str | int | None = None
 
 
-Request = Union[Join, Leave, Post, Direct, Ping, Pong, History, PresenceQuery]
+Request = Join | Leave | Post | Direct | Ping | Pong | History | PresenceQuery
 
 _JSON_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
                     list: "an array", dict: "an object", type(None): "null"}

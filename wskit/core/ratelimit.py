@@ -13,7 +13,6 @@ answers :data:`CLOSE`, and the server closes with 4029.
 from __future__ import annotations
 
 import enum
-from typing import Optional
 
 __all__ = ["TokenBucket", "Verdict"]
 
@@ -27,7 +26,7 @@ class Verdict(enum.Enum):
 class TokenBucket:
     __slots__ = ("rate", "burst", "_tokens", "_stamp", "_strikes")
 
-    def __init__(self, rate: float, burst: Optional[int] = None, *, now: float = 0.0) -> None:
+    def __init__(self, rate: float, burst: int | None = None, *, now: float = 0.0) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate

@@ -13,14 +13,13 @@ again" (a drop, a restart, a timeout), not the ones that would only happen again
 from __future__ import annotations
 
 import random
-from typing import Optional
 
 from .protocol import CloseCode
 
 __all__ = ["Backoff", "should_reconnect", "RECONNECT", "FINAL"]
 
 #: closes after which a client should reconnect (None: the TCP connection dropped)
-RECONNECT: frozenset[Optional[int]] = frozenset({
+RECONNECT: frozenset[int | None] = frozenset({
     None, 1006, CloseCode.GOING_AWAY, CloseCode.INTERNAL_ERROR, CloseCode.SERVICE_RESTART,
     1013,  # try again later (RFC 6455 registry)
     CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
@@ -33,7 +32,7 @@ FINAL: frozenset[int] = frozenset({
 })
 
 
-def should_reconnect(code: Optional[int], *, fresh_token: bool) -> bool:
+def should_reconnect(code: int | None, *, fresh_token: bool) -> bool:
     """Reconnect after a close with ``code``? 4001 only if a new token can be had."""
     if code == CloseCode.UNAUTHORIZED:
         return fresh_token
@@ -44,7 +43,7 @@ class Backoff:
     """Waits for reconnect attempts: full jitter over a capped exponential."""
 
     def __init__(self, base: float = 0.25, cap: float = 8.0,
-                 rng: Optional[random.Random] = None) -> None:
+                 rng: random.Random | None = None) -> None:
         if base <= 0 or cap < base:
             raise ValueError("need 0 < base <= cap")
         self.base = base

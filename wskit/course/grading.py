@@ -24,12 +24,13 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from .exercises import EXERCISES, Exercise, for_notebook
+from .exercises import EXERCISES, for_notebook
 
 __all__ = ["Row", "grade", "notebook_of", "write_csv", "format_table", "CHECK_TAG"]
 

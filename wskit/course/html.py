@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import html
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 __all__ = ["build_html", "add_arguments", "run"]
 
@@ -30,7 +30,7 @@ def _execute(path: Path, timeout: int) -> object:
     return nb
 
 
-def build_html(source: Path, out: Path, names: Optional[Sequence[str]] = None,
+def build_html(source: Path, out: Path, names: Sequence[str] | None = None,
                timeout: int = 300) -> list[Path]:
     """Execute the notebooks in ``source`` (all, or ``names``) and write one HTML
     page each, plus ``index.html``, into ``out``. Returns the pages written."""

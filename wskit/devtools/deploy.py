@@ -34,8 +34,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from .ports import free_port
 
@@ -102,7 +103,7 @@ def nginx_config(port: int, upstreams: Sequence[str], cert: str, key: str, prefi
             .replace("@read_timeout@", str(read_timeout)))
 
 
-def find_nginx() -> Optional[str]:
+def find_nginx() -> str | None:
     """The nginx binary (Debian puts it in /usr/sbin, often not on a user's PATH)."""
     return shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
@@ -119,10 +120,10 @@ class LocalNginx:
         self.upstreams = list(upstreams)
         self.read_timeout = read_timeout
         self.port = 0
-        self.prefix: Optional[Path] = None
+        self.prefix: Path | None = None
         self.ca: Any = None  # a trustme.CA once started (trustme is imported lazily)
-        self._proc: Optional[subprocess.Popen[bytes]] = None
-        self._tmp: Optional[tempfile.TemporaryDirectory[str]] = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
@@ -196,13 +197,13 @@ class IdleRelay:
     cut. ``cut()`` pulls the cable (every connection dropped, new ones refused) and
     ``mend()`` plugs it back: one instance's own network outage."""
 
-    def __init__(self, target: tuple[str, int], idle_timeout: Optional[float]) -> None:
+    def __init__(self, target: tuple[str, int], idle_timeout: float | None) -> None:
         self.target = target
         self.idle_timeout = idle_timeout
         self.closed_idle = 0
         self.port = 0
         self.up = True
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._transports: set[asyncio.WriteTransport] = set()
 
@@ -222,7 +223,7 @@ class IdleRelay:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)  # type: ignore[arg-type]
-        up_writer: Optional[asyncio.StreamWriter] = None
+        up_writer: asyncio.StreamWriter | None = None
         self._transports.add(writer.transport)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import Optional
 
 import redis
 
@@ -44,7 +43,7 @@ class LocalCluster:
                              "(redis-cli --cluster create)")
         self.masters, self.replicas, self.node_timeout_ms = masters, replicas, node_timeout_ms
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self._dir: Optional[tempfile.TemporaryDirectory[str]] = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def ports(self) -> list[int]:

@@ -17,8 +17,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
-from typing import IO, Optional, Sequence
+from collections.abc import Sequence
+from typing import IO
 
 from .ports import free_port
 
@@ -73,11 +73,11 @@ class LocalRedis:
     is kept across :meth:`stop` and :meth:`start`, so a restart is the same URL.
     """
 
-    def __init__(self, args: Sequence[str] = (), port: Optional[int] = None) -> None:
+    def __init__(self, args: Sequence[str] = (), port: int | None = None) -> None:
         self.args = list(args)
         self.port = port or 0
-        self.proc: Optional[subprocess.Popen[bytes]] = None
-        self._dir: Optional[tempfile.TemporaryDirectory[str]] = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:

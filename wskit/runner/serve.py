@@ -28,13 +28,14 @@ import logging
 import math
 import socket
 import threading
-from typing import Any, Coroutine, Iterator, Literal, Optional, TypeVar, Union
+from collections.abc import Coroutine, Iterator
+from typing import Any, Literal, TypeVar
 
-from ..security.tokens import issue_token
 from ..backplane import Backplane
 from ..exceptions import ConfigError, ServerStartError
-from ..server.logs import quiet_uvicorn_client_faults
+from ..security.tokens import issue_token
 from ..server.chat import ChatServer
+from ..server.logs import quiet_uvicorn_client_faults
 from ..server.settings import Settings
 
 log = logging.getLogger("wskit.runner")
@@ -76,7 +77,7 @@ class RunningServer:
     :func:`serve_app` (the seed's managers, in lessons).
     """
 
-    def __init__(self, name: str, framework: str, server: Optional[ChatServer],
+    def __init__(self, name: str, framework: str, server: ChatServer | None,
                  sock: socket.socket) -> None:
         self.name = name
         self.framework = framework
@@ -85,9 +86,9 @@ class RunningServer:
         sockname = sock.getsockname()
         self.host: str = sockname[0]
         self.port: int = sockname[1]
-        self._stopper: Optional[Any] = None
+        self._stopper: Any | None = None
         #: stops accepting connections, leaving open ones alone (before the drain)
-        self._unlisten: Optional[Any] = None
+        self._unlisten: Any | None = None
         self._stopped = asyncio.Event()
         self._finished = asyncio.Event()
 
@@ -159,14 +160,14 @@ class RunningServer:
 
 
 async def serve(
-    framework: Union[Framework, str] = "aiohttp",
+    framework: Framework | str = "aiohttp",
     *,
     host: str = "127.0.0.1",
     port: int = 0,
     name: str = "default",
-    settings: Optional[Settings] = None,
-    backplane: Union[Backplane, str, None] = None,
-    server: Optional[ChatServer] = None,
+    settings: Settings | None = None,
+    backplane: Backplane | str | None = None,
+    server: ChatServer | None = None,
     **overrides: Any,
 ) -> RunningServer:
     """Start a wskit server on the running loop and return its handle.
@@ -281,7 +282,7 @@ def _uvicorn_server_class() -> type:
             # server instead of interrupting the cell; leave it to the host.
             yield
 
-        async def startup(self, sockets: Optional[list[socket.socket]] = None) -> None:
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             self.ready.set()
 

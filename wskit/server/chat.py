@@ -22,21 +22,21 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import Any, Optional, Union
+from typing import Any
 
-from ..core import protocol
-from ..security.tokens import resolve_secret, verify_token
 from ..backplane import Backplane, from_url
+from ..core import protocol
+from ..core.history import Retention
+from ..core.hub import Hub
+from ..core.protocol import CloseCode
+from ..core.ratelimit import TokenBucket, Verdict
+from ..exceptions import AuthError, ProtocolError
+from ..security.tokens import resolve_secret, verify_token
 from .connection import Connection, Outgoing, Transport, close_within
 from .delivery import Delivery
-from ..exceptions import AuthError, BackplaneUnavailable, ProtocolError
-from ..core.hub import Hub
 from .logs import client_faults
 from .membership import Membership
-from ..core.protocol import CloseCode
-from ..core.history import Retention
 from .presence import MemoryPresence, Presence
-from ..core.ratelimit import TokenBucket, Verdict
 from .recovery import RoomLog
 from .relay import Relay
 from .settings import Settings
@@ -60,9 +60,9 @@ class ChatServer:
 
     def __init__(
         self,
-        settings: Optional[Settings] = None,
+        settings: Settings | None = None,
         *,
-        backplane: Union[Backplane, str, None] = None,
+        backplane: Backplane | str | None = None,
         **overrides: Any,
     ) -> None:
         settings = settings or Settings()
@@ -74,10 +74,10 @@ class ChatServer:
         self.instance_id = f"{name}-{uuid.uuid4().hex[:6]}"
         self.hub: Hub[Connection] = Hub()
         bp = backplane if isinstance(backplane, Backplane) else from_url(backplane)
-        self.relay: Optional[Relay] = (
+        self.relay: Relay | None = (
             None if bp is None else Relay(bp, self.instance_id, settings.namespace, self._route))
         #: offsets, history and recovery; None when history is off (``history_size`` 0)
-        self.log: Optional[RoomLog] = (
+        self.log: RoomLog | None = (
             RoomLog(Retention(settings.history_size, settings.history_ttl), self.relay)
             if settings.history_size else None)
         #: room posts and direct messages, to here and (through the relay) elsewhere
@@ -94,7 +94,7 @@ class ChatServer:
         self._started = False
 
     @property
-    def backplane(self) -> Optional[Backplane]:
+    def backplane(self) -> Backplane | None:
         return None if self.relay is None else self.relay.backplane
 
     def __repr__(self) -> str:
@@ -148,7 +148,7 @@ class ChatServer:
 
     # -- handshake -----------------------------------------------------------
 
-    def origin_allowed(self, origin: Optional[str]) -> bool:
+    def origin_allowed(self, origin: str | None) -> bool:
         """Cross-Site WebSocket Hijacking guard, checked before the upgrade.
 
         Browsers always send ``Origin`` on a WebSocket handshake and a page
@@ -159,12 +159,12 @@ class ChatServer:
         allowed = self.settings.origins
         return allowed is None or origin is None or origin in allowed
 
-    def authenticate(self, token: Optional[str]) -> str:
+    def authenticate(self, token: str | None) -> str:
         return verify_token(token, self.secret)
 
     # -- one connection ------------------------------------------------------
 
-    async def serve_connection(self, transport: Transport, token: Optional[str]) -> None:
+    async def serve_connection(self, transport: Transport, token: str | None) -> None:
         """Run one accepted WebSocket from first frame to last; never raises.
 
         A missing or bad token closes with 4001 and the reason (after the
@@ -328,8 +328,8 @@ class ChatServer:
 
     # -- from other instances -----------------------------------------------
 
-    def _route(self, kind: str, key: str, text: str, offset: Optional[int],
-               sender: Optional[str]) -> None:
+    def _route(self, kind: str, key: str, text: str, offset: int | None,
+               sender: str | None) -> None:
         if kind == "user":
             targets = self.hub.user_targets(key)
         else:

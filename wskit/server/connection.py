@@ -44,13 +44,13 @@ import asyncio
 import itertools
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import CoroutineType
-from typing import (Any, Awaitable, Callable, Coroutine, Generator, Optional, Protocol,
-                    Union)
+from typing import Any, Protocol
 
-from .heartbeat import Heartbeat
 from ..core.protocol import CloseCode, text_frame
 from ..core.ratelimit import TokenBucket
+from .heartbeat import Heartbeat
 
 log = logging.getLogger("wskit.connection")
 
@@ -102,7 +102,7 @@ class Outgoing:
         return self._wire
 
 
-Frame = Union[str, Outgoing]
+Frame = str | Outgoing
 
 
 def _text(frame: Frame) -> str:
@@ -142,7 +142,7 @@ class Connection:
         outbox_bytes: int = 1 << 20,
         close_timeout: float = 2.0,
         on_close: Callable[[Connection], None] | None = None,
-        heartbeat: Optional[tuple[float, float]] = None,
+        heartbeat: tuple[float, float] | None = None,
     ) -> None:
         self.id = f"c{next(_ids)}"
         self.user = user
@@ -226,7 +226,7 @@ class Connection:
         if self.heartbeat is not None:
             self.heartbeat.start()
 
-    def _start_writer(self, first: Optional[_Continue] = None) -> None:
+    def _start_writer(self, first: _Continue | None = None) -> None:
         self._writer = asyncio.get_running_loop().create_task(
             self._write_loop(first), name=f"wskit-writer-{self.id}"
         )
@@ -299,7 +299,7 @@ class Connection:
         self._start_writer(_Continue(coro, waiting_on))
         return True
 
-    async def _write_loop(self, first: Optional[_Continue] = None) -> None:
+    async def _write_loop(self, first: _Continue | None = None) -> None:
         """Send until the outbox is empty, then end: the next waiting frame starts
         a new writer (an idle connection holds no task). ``first``: a send begun
         by :meth:`_send_eagerly` that had to wait, to finish before the outbox."""
@@ -396,7 +396,7 @@ class _Continue:
 
     __slots__ = ("coro", "waiting_on")
 
-    def __init__(self, coro: Union[Coroutine[Any, Any, None], Generator[Any, Any, None]],
+    def __init__(self, coro: Coroutine[Any, Any, None] | Generator[Any, Any, None],
                  waiting_on: Any) -> None:
         self.coro, self.waiting_on = coro, waiting_on
 

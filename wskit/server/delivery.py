@@ -22,15 +22,15 @@ import asyncio
 import functools
 import itertools
 import time
-from typing import Any, Optional
+from typing import Any
 
-from ..core import protocol
 from ..backplane import Sent
-from .connection import Connection, Outgoing
-from ..exceptions import BackplaneUnavailable
+from ..core import protocol
 from ..core.history import with_offset
 from ..core.hub import Hub
 from ..core.protocol import CloseCode
+from ..exceptions import BackplaneUnavailable
+from .connection import Connection, Outgoing
 from .recovery import RoomLog
 from .relay import Relay
 from .settings import Settings
@@ -51,8 +51,8 @@ class Delivery:
     each connection's posts waiting for the backplane.
     """
 
-    def __init__(self, settings: Settings, hub: Hub[Connection], relay: Optional[Relay],
-                 log: Optional[RoomLog], instance_id: str) -> None:
+    def __init__(self, settings: Settings, hub: Hub[Connection], relay: Relay | None,
+                 log: RoomLog | None, instance_id: str) -> None:
         self.settings = settings
         self.hub = hub
         self.relay = relay
@@ -133,7 +133,7 @@ class Delivery:
             await pending.fewer_than(1)
 
     def fan_out(self, room: str, targets: list[Connection], frame: Outgoing,
-                 offset: Optional[int]) -> None:
+                 offset: int | None) -> None:
         """Deliver a room frame; a target rejoining the room gets it after its history."""
         log = self.log
         if offset is None or log is None or not log.buffers:
@@ -221,7 +221,7 @@ class Delivery:
         conn.deliver(protocol.reply("sent", req.ref, id=mid, to=req.to, timestamp=now, **extra))
 
     async def _to_user(self, sender: Connection, user: str, frame: Outgoing, text: str,
-                       remote: bool = True) -> tuple[int, Optional[BackplaneUnavailable]]:
+                       remote: bool = True) -> tuple[int, BackplaneUnavailable | None]:
         """Deliver to ``user``'s connections here and elsewhere (never the sender's own);
         how many connections and instances were reached, and the bus error if any."""
         reached = self._to_local_user(sender, user, frame)
@@ -258,7 +258,7 @@ class _InFlight:
     def __init__(self) -> None:
         self.count = 0
         self._below = 0
-        self._waiter: Optional[asyncio.Future[None]] = None
+        self._waiter: asyncio.Future[None] | None = None
 
     def done(self) -> None:
         self.count -= 1

@@ -30,7 +30,7 @@ former; this module gives the latter. wskit exposes both (``Settings``).
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from ..core.protocol import PING, CloseCode
 

@@ -10,14 +10,12 @@ subscription intents (:class:`~wskit.server.relay.Relay`) and presence intents
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ..core import protocol
-from .connection import Connection
-from .delivery import bus_down
-from ..exceptions import BackplaneUnavailable
 from ..core.history import with_offset
 from ..core.hub import Hub
+from ..exceptions import BackplaneUnavailable
+from .connection import Connection
+from .delivery import bus_down
 from .presence import Presence
 from .recovery import RoomLog
 from .relay import Relay
@@ -30,8 +28,8 @@ class Membership:
     """One server's room requests (see the module docstring); it shares the
     server's hub, relay, room log and presence."""
 
-    def __init__(self, settings: Settings, hub: Hub[Connection], relay: Optional[Relay],
-                 log: Optional[RoomLog], presence: Presence) -> None:
+    def __init__(self, settings: Settings, hub: Hub[Connection], relay: Relay | None,
+                 log: RoomLog | None, presence: Presence) -> None:
         self.settings = settings
         self.hub = hub
         self.relay = relay

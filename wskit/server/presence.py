@@ -29,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from ..exceptions import BackplaneUnavailable
 
@@ -116,7 +117,7 @@ class Presence:
     """
 
     def __init__(self, store: PresenceStore, instance: str, ttl: float,
-                 announce: Optional[Announce]) -> None:
+                 announce: Announce | None) -> None:
         self.store = store
         self.instance = instance
         self.ttl = ttl
@@ -127,8 +128,8 @@ class Presence:
         self.applied: set[tuple[str, str]] = set()
         #: pairs changed since the worker last looked, in order of first change
         self._pending: dict[tuple[str, str], None] = {}
-        self._worker: Optional[asyncio.Task[None]] = None
-        self._refresher: Optional[asyncio.Task[None]] = None
+        self._worker: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self._paused = False
         #: one store operation sequence at a time: a refresh must never re-add an
         #: entry that a concurrent leave just removed

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
-from .connection import Connection, Outgoing
-from ..exceptions import BackplaneUnavailable
 from ..core.history import MemoryStreams, Page, Retention, is_recovered, with_offset
 from ..core.protocol import Since
+from ..exceptions import BackplaneUnavailable
+from .connection import Connection, Outgoing
 from .relay import Relay
 
 __all__ = ["RoomLog", "Rejoin"]
@@ -40,11 +40,11 @@ class Rejoin:
     fields: dict[str, Any] = field(default_factory=dict)
     replay: list[Outgoing] = field(default_factory=list)
     live: list[Outgoing] = field(default_factory=list)
-    error: Optional[BackplaneUnavailable] = None
+    error: BackplaneUnavailable | None = None
 
 
 class RoomLog:
-    def __init__(self, retention: Retention, relay: Optional[Relay]) -> None:
+    def __init__(self, retention: Retention, relay: Relay | None) -> None:
         self.retention = retention
         self.relay = relay
         self._local = MemoryStreams() if relay is None else None
@@ -60,8 +60,8 @@ class RoomLog:
         assert self._local is not None, "with a backplane, posts are stored by the relay"
         return self._local.append(room, text, self.retention, _now())
 
-    async def read(self, room: str, *, after: Optional[int] = None,
-                   last: Optional[int] = None) -> Page:
+    async def read(self, room: str, *, after: int | None = None,
+                   last: int | None = None) -> Page:
         if self.relay is not None:
             return await self.relay.read_room(room, self.retention, after=after, last=last)
         assert self._local is not None
@@ -75,7 +75,7 @@ class RoomLog:
         held.append((offset, frame))
         return True
 
-    async def join(self, conn: Connection, room: str, since: Optional[Since]) -> Rejoin:
+    async def join(self, conn: Connection, room: str, since: Since | None) -> Rejoin:
         """Steps 1-3 above for a connection already made a member of ``room``."""
         key = (conn, room)
         self.buffers[key] = []

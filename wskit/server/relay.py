@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from ..backplane import Backplane, RoomPost, Sent, decode_envelope, encode_envelope
-from ..exceptions import BackplaneUnavailable
 from ..core.history import Page, Retention, with_offset
 from ..core.protocol import encode
+from ..exceptions import BackplaneUnavailable
 
 log = logging.getLogger("wskit.relay")
 
@@ -39,7 +40,7 @@ __all__ = ["Relay"]
 #: ``route(kind, key, text, offset, sender)``: kind is "room" or "user", text the server
 #: frame to deliver, offset its room offset (None without history), sender the id of the
 #: local connection that posted it (None if posted elsewhere)
-Router = Callable[[str, str, str, Optional[int], Optional[str]], None]
+Router = Callable[[str, str, str, int | None, str | None], None]
 
 #: the head of an envelope exactly as wskit writes it (``encode_envelope`` or the append
 #: script) around a compact frame: this instance's own are spliced, not parsed again
@@ -133,7 +134,7 @@ class Relay:
     # -- publishing ----------------------------------------------------------
 
     def post_room(self, room: str, frame_text: str, sender: str,
-                  retention: Optional[Retention],
+                  retention: Retention | None,
                   done: Callable[[Sent], None]) -> None:
         """Queue a room post for the next batch; ``done`` is called with its
         :data:`Sent`, posts in queue order (also when the relay stops first).
@@ -192,8 +193,8 @@ class Relay:
         return await self.backplane.publish(self.user_channel(user),
                                             encode_envelope(self.instance_id, frame_text))
 
-    async def read_room(self, room: str, retention: Retention, *, after: Optional[int] = None,
-                        last: Optional[int] = None) -> Page:
+    async def read_room(self, room: str, retention: Retention, *, after: int | None = None,
+                        last: int | None = None) -> Page:
         return await self.backplane.read(self.history_key(room), retention, after=after,
                                          last=last)
 
@@ -228,7 +229,7 @@ class Relay:
             if offset_text is None:
                 return  # delivered locally when it was posted (posts with an offset are not)
             sender = origin.partition("/")[2]
-            offset: Optional[int] = int(offset_text)
+            offset: int | None = int(offset_text)
             text = with_offset(data[head.end():-1], int(offset_text), epoch)
         else:  # another instance's, or anyone's: checked in full before any client sees it
             try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["Settings"]
 
@@ -17,10 +17,10 @@ class Settings:
     """
 
     #: HS256 secret for tokens; None: ``WSKIT_SECRET``, else the dev secret (warns)
-    secret: Optional[str] = None
+    secret: str | None = None
     #: allowed ``Origin`` headers (e.g. ``("http://localhost:8000",)``); None: any.
     #: A request without an Origin header (not a browser) is always allowed.
-    origins: Optional[tuple[str, ...]] = None
+    origins: tuple[str, ...] | None = None
     #: largest accepted frame; a bigger one closes the connection with 1009
     max_message_size: int = 64 * 1024
     #: frames a connection may have queued before it is closed with 4008
@@ -31,9 +31,9 @@ class Settings:
     #: a receiver whose outbox has not drained by then is closed with 4008
     slow_reader_grace: float = 1.0
     #: frames a second one connection may send (token bucket); None: no limit
-    rate_limit: Optional[float] = None
+    rate_limit: float | None = None
     #: the bucket's size (frames sent at once); None: twice ``rate_limit``
-    rate_burst: Optional[int] = None
+    rate_burst: int | None = None
     #: messages of history kept per room (offsets, recovery, ``history`` requests);
     #: 0 turns history off (no offsets)
     history_size: int = 100
@@ -50,22 +50,22 @@ class Settings:
     #: how long a closing handshake may take before the TCP connection is dropped
     close_timeout: float = 2.0
     #: app-level ``{"type": "ping"}`` period; None turns the app-level heartbeat off
-    ping_interval: Optional[float] = 20.0
+    ping_interval: float | None = 20.0
     #: close with 4002 when a ``pong`` is this late
-    ping_timeout: Optional[float] = 20.0
+    ping_timeout: float | None = 20.0
     #: protocol-level (RFC 6455 ping frame) period; None: off
-    protocol_ping_interval: Optional[float] = None
+    protocol_ping_interval: float | None = None
     #: protocol-level pong deadline (uvicorn only; aiohttp uses interval / 2)
-    protocol_ping_timeout: Optional[float] = None
+    protocol_ping_timeout: float | None = None
     #: rooms that exist; None: any valid room id is created on first join
-    rooms: Optional[frozenset[str]] = None
+    rooms: frozenset[str] | None = None
     #: posting to a room needs membership (else a ``not_joined`` error frame);
     #: False lets anyone post into any room, as the seed's managers do
     post_requires_join: bool = True
     #: prefix of every backplane channel, so several apps can share one Redis
     namespace: str = "wskit"
     #: a name shown to clients in ``welcome`` frames (e.g. "aiohttp-1")
-    instance_name: Optional[str] = None
+    instance_name: str | None = None
     #: serve the browser chat page at ``/`` (the page needs a token)
     page: bool = True
     #: ``GET /token?user=NAME`` hands out tokens to anyone: development only

@@ -18,16 +18,17 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Union
+from typing import Any
 
-from ..core import protocol
 from ..client.aio import Client
+from ..core import protocol
 from ..exceptions import ConnectionClosed, ProtocolError
 
 __all__ = ["frames", "run", "FuzzReport", "expected_replies"]
 
-Payload = Union[str, bytes]
+Payload = str | bytes
 
 _ODD = ["\u0000", "\u200b", "\u202e", "\ufeff", "\U0001f600", "\uffff", "e\u0301", "\\ud800",
         "\\udfff", "\\u0000", "\\ud83d\\ude00", "\"", "\\", "\n", "\u2028"]

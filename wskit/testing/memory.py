@@ -20,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from ..backplane import MemoryBackplane, RoomPost, Sent
-from ..exceptions import BackplaneUnavailable
 from ..core.history import Page, Retention
+from ..exceptions import BackplaneUnavailable
 from ..server.chat import ChatServer
 
 __all__ = ["MemoryTransport", "Peer", "Gate", "GatedBackplane"]
 
-Incoming = Union[str, bytes, None]
+Incoming = str | bytes | None
 
 
 class MemoryTransport:
@@ -39,7 +40,7 @@ class MemoryTransport:
         self.incoming: asyncio.Queue[Incoming] = asyncio.Queue()
         self.sent: list[str] = []
         self._new = asyncio.Event()
-        self.close_code: Optional[int] = None
+        self.close_code: int | None = None
         self.close_reason = ""
         self.aborted = False
         self.closed = asyncio.Event()
@@ -101,7 +102,7 @@ class Peer:
         self.user = user
         self.transport = MemoryTransport()
         self._read = 0
-        self.task: Optional[asyncio.Task[None]] = None
+        self.task: asyncio.Task[None] | None = None
 
     def start(self) -> Peer:
         """Queue ``serve_connection`` as a task, as an adapter's handler would be."""
@@ -127,7 +128,7 @@ class Peer:
                 return conn
         raise LookupError(f"{self.user} has no connection on the server")
 
-    def send(self, frame: Union[dict[str, Any], str, bytes, None]) -> None:
+    def send(self, frame: dict[str, Any] | str | bytes | None) -> None:
         """Queue a frame for the server's reader (a dict as JSON; None: the client left)."""
         if isinstance(frame, dict):
             frame = json.dumps(frame)
@@ -201,7 +202,7 @@ class GatedBackplane(MemoryBackplane):
     gets a bus of its own.
     """
 
-    def __init__(self, bus: Optional[str] = None) -> None:
+    def __init__(self, bus: str | None = None) -> None:
         super().__init__(bus or f"gated-{uuid.uuid4().hex[:12]}")
         self.url = f"gated://{self.name}"
         self.up = True
@@ -271,8 +272,8 @@ class GatedBackplane(MemoryBackplane):
             raise BackplaneUnavailable("gated backplane dropped")
         return await super().append(key, channel, origin, frame_text, retention)
 
-    async def read(self, key: str, retention: Retention, *, after: Optional[int] = None,
-                   last: Optional[int] = None) -> Page:
+    async def read(self, key: str, retention: Retention, *, after: int | None = None,
+                   last: int | None = None) -> Page:
         await self._pass("read")
         if not self.up:
             raise BackplaneUnavailable("gated backplane dropped")

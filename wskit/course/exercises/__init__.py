@@ -20,14 +20,26 @@ import contextlib
 import html
 import inspect
 import io
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..teaching import ExerciseFailed
-from .chat import (check_members_across_instances, check_private_messages, check_rate_limiter,
-                   check_slash_commands, check_typing_tracker)
-from .reliability import (check_dead_socket_broadcast, check_full_jitter, check_history_to_live,
-                          check_pong_watch, check_presence_expiry, check_retry_when_unavailable)
+from .chat import (
+    check_members_across_instances,
+    check_private_messages,
+    check_rate_limiter,
+    check_slash_commands,
+    check_typing_tracker,
+)
+from .reliability import (
+    check_dead_socket_broadcast,
+    check_full_jitter,
+    check_history_to_live,
+    check_pong_watch,
+    check_presence_expiry,
+    check_retry_when_unavailable,
+)
 
 __all__ = ["Exercise", "EXERCISES", "about", "for_notebook", "outcome", "score",
            "check_slash_commands", "check_private_messages", "check_typing_tracker",

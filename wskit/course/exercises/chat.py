@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...client.aio import Client
 from ...core.protocol import error_frame

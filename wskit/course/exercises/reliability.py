@@ -13,7 +13,8 @@ import contextlib
 import inspect
 import random
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..teaching import ExerciseFailed, attempt, expect, passed, until
 
