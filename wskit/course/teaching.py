@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ExerciseFailed", "passed", "attempt", "settle", "expect", "until", "LogCatcher", "show_logs",
-           "is_solution_cell", "student_copy",
+__all__ = ["ExerciseFailed", "passed", "attempt", "observe", "same", "settle", "expect", "until",
+           "LogCatcher", "show_logs", "is_solution_cell", "student_copy",
            "write_student_copies", "SOLUTION_TAG", "SOLUTION_MARKER"]
 
 SOLUTION_TAG = "solution"
@@ -62,11 +62,42 @@ async def settle(exercise: str, hint: str, value: Any) -> Any:
         raise _failure(exercise, hint, exc) from exc
 
 
+async def observe(exercise: str, hint: str, learner: Any, harness: str, **params: Any) -> Any:
+    """Run a harness beside the learner's code (:meth:`Learner.harness`); a stub or a
+    crash becomes an :class:`ExerciseFailed`, as in :func:`attempt`."""
+    try:
+        return await learner.harness(harness, **params)
+    except Exception as exc:
+        raise _failure(exercise, hint, exc) from exc
+
+
+def same(got: Any, want: Any) -> bool:
+    """Equal as plain data, types included (``True`` is not ``1``, ``1`` is not ``1.0``
+    unless ``want`` is a float): never calls anything of the learner's, since ``got``
+    has been through JSON and is built from dict, list, str, int, float, bool, None."""
+    if isinstance(want, float) and type(got) in (int, float):
+        return float(got) == want
+    if type(got) is not type(want):
+        return False
+    if type(want) is dict:
+        return got.keys() == want.keys() and all(same(got[k], want[k]) for k in want)
+    if type(want) in (list, tuple):
+        return len(got) == len(want) and all(same(g, w) for g, w in zip(got, want))
+    return bool(got == want)
+
+
 def _failure(exercise: str, hint: str, exc: Exception) -> ExerciseFailed:
+    from .learner import LearnerError, LearnerTimeout
+
     if isinstance(exc, ExerciseFailed):
         return exc
-    if isinstance(exc, NotImplementedError):
+    if isinstance(exc, NotImplementedError) or (
+            isinstance(exc, LearnerError) and exc.kind == "NotImplementedError"):
         return ExerciseFailed(exercise, "not implemented yet", hint)
+    if isinstance(exc, LearnerTimeout):
+        return ExerciseFailed(exercise, f"your code did not answer: {exc.text}", hint)
+    if isinstance(exc, LearnerError):
+        return ExerciseFailed(exercise, f"your code raised {exc.text}", hint)
     return ExerciseFailed(exercise, f"your code raised {exc!r}", hint)
 
 

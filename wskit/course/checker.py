@@ -1,0 +1,99 @@
+"""The grader's side of a check: the learner's definitions in a sandbox, the check here.
+
+:func:`check_in_sandbox` starts a :class:`~wskit.course.sandbox.Sandbox` for one
+exercise of one submission, loads the submission's definitions into it
+(:func:`~wskit.course.learner.definitions`), and runs the exercise's check in this
+process against a :class:`RemoteLearner`. The check draws its cases from the seed
+and computes the expected values here; the sandbox only ever sees the arguments
+of the calls it is asked to make, and its answers are parsed here with this
+process's ``json``. No frame the learner's code can walk holds an expected value,
+and no verdict passes through the learner's process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from .exercises import Exercise, run_check
+from .learner import Instance, LearnerError, LearnerTimeout, encode_arg
+from .sandbox import Sandbox, SandboxDied
+
+__all__ = ["RemoteLearner", "check_in_sandbox"]
+
+
+class RemoteLearner:
+    """A :class:`~wskit.course.learner.Learner` whose code lives in a sandbox; every
+    request must be answered by ``deadline`` (``time.monotonic()``)."""
+
+    def __init__(self, sandbox: Sandbox, deadline: float) -> None:
+        self.sandbox, self.deadline = sandbox, deadline
+        self._rngs: dict[int, tuple[int, random.Random]] = {}
+        self.broken: str | None = None
+
+    def _ask(self, message: dict[str, Any]) -> Any:
+        if self.broken:
+            raise LearnerTimeout("Timeout", self.broken)
+        if "args" in message:
+            message["args"] = [encode_arg(a, self._rngs) for a in message["args"]]
+        try:
+            reply = self.sandbox.request(message, self.deadline)
+        except TimeoutError:
+            self.broken = "no answer before the grader's deadline"
+            self.sandbox.close()
+            raise LearnerTimeout("Timeout", self.broken) from None
+        except SandboxDied as exc:
+            self.broken = str(exc)
+            raise LearnerTimeout("Died", self.broken) from None
+        if "error" in reply:
+            raise LearnerError(str(reply.get("error")), str(reply.get("text", ""))[:500])
+        return reply.get("ok")
+
+    def call(self, name: str, *args: Any) -> Any:
+        return self._ask({"op": "call", "name": name, "args": list(args)})
+
+    def new(self, name: str, *args: Any) -> Instance:
+        ref = self._ask({"op": "new", "name": name, "args": list(args)})
+        if type(ref) is not int:
+            raise LearnerError("TypeError", "the sandbox answered nonsense")
+        return Instance(self, ref)
+
+    def method(self, ref: int, method: str, *args: Any) -> Any:
+        return self._ask({"op": "method", "ref": ref, "method": method, "args": list(args)})
+
+    async def harness(self, fn: str, **params: Any) -> Any:
+        # blocking: this thread's loop runs nothing else while the sandbox works
+        return await asyncio.to_thread(self._ask, {"op": "harness", "fn": fn, "params": params})
+
+
+def check_in_sandbox(exercise: Exercise, notebook: bytes, cells: list[str], seed: int,
+                     timeout: float) -> dict[str, Any]:
+    """Points and hint for one exercise of one submission (never raises)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    base = {"exercise": exercise.key, "points": 0, "max": exercise.points, "seed": seed}
+    try:
+        sandbox = Sandbox(notebook)
+    except OSError as exc:
+        return {**base, "hint": f"the grader could not start a sandbox: {exc}"}
+    try:
+        learner = RemoteLearner(sandbox, deadline)
+        try:
+            loaded = learner._ask({"op": "load", "cells": cells})
+        except LearnerError as exc:
+            return {**base, "hint": f"your definitions did not load: {exc.text}"}
+        defined = loaded.get("defined", []) if type(loaded) is dict else []
+        missing = [n for n in exercise.names if n not in defined]
+        if missing:
+            errors = loaded.get("errors", []) if type(loaded) is dict else []
+            return {**base, "hint": f"define {', '.join(missing)} (its cell was deleted, or is "
+                    "not a def/class)" + (f"; loading raised {errors[0]}" if errors else "")}
+        result = asyncio.run(run_check(exercise, learner, seed,
+                                       max(1.0, deadline - time.monotonic())))
+        if learner.broken and not result["points"]:
+            result["hint"] = f"stopped after {timeout:.0f} s ({learner.broken}); " + result["hint"]
+        return result
+    finally:
+        sandbox.close()
