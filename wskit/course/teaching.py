@@ -13,11 +13,13 @@ starts with the exercise's name and ends with a hint; it never passes on a stub.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +41,23 @@ class ExerciseFailed(AssertionError):
         self.hint = hint
 
 
+_QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("wskit_quiet", default=False)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """:func:`passed` prints nothing meanwhile (in this thread or task only: the
+    grader checks several submissions at once, so ``sys.stdout`` is not swapped)."""
+    token = _QUIET.set(True)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
 def passed(exercise: str, detail: str = "") -> None:
-    print(f"✓ {exercise}" + (f": {detail}" if detail else ""))
+    if not _QUIET.get():
+        print(f"✓ {exercise}" + (f": {detail}" if detail else ""))
 
 
 def attempt(exercise: str, hint: str, func: Callable[..., Any], *args: Any) -> Any:

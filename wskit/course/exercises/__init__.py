@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..learner import Learner, LocalLearner
-from ..teaching import ExerciseFailed
+from ..teaching import ExerciseFailed, quiet
 from .chat import (
     members_across_instances,
     private_messages,
@@ -205,7 +205,7 @@ async def run_check(exercise: Exercise, learner: Learner, seed: int | None,
               "seed": seed}
     for _ in range(2 if exercise.timing else 1):
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with quiet():
                 value = exercise.check(learner, random.Random(seed))
                 if inspect.isawaitable(value):
                     await asyncio.wait_for(value, timeout)
@@ -230,7 +230,8 @@ async def outcome(exercise: Exercise, namespace: Mapping[str, Any],
     if missing:
         return {"exercise": exercise.key, "points": 0, "max": exercise.points, "seed": seed,
                 "hint": f"define {', '.join(missing)} (its cell was deleted or not run)"}
-    return await run_check(exercise, LocalLearner(namespace), seed, timeout)
+    with contextlib.redirect_stdout(io.StringIO()):  # the learner's prints too
+        return await run_check(exercise, LocalLearner(namespace), seed, timeout)
 
 
 async def score(namespace: Mapping[str, Any], notebook: str) -> list[dict[str, Any]]:
