@@ -22,7 +22,8 @@ from ..client.aio import Client
 from ..runner.serve import serve
 
 DEFAULT_SETTINGS = ((0.2, 0.2), (0.5, 0.2), (0.2, 0.5), (0.5, 0.5), (1.0, 0.5))
-SLACK = 0.25
+#: scheduling on a loaded machine (a shared hub, CI); the bound itself is interval + timeout
+SLACK = 1.0
 
 
 @dataclass
