@@ -299,3 +299,25 @@ def test_which_notebook_a_submission_is() -> None:
         == "05_exercises"
     assert notebook_of(Path("bob-07_recovery (1).ipynb"), {}) == "07_recovery"
     assert notebook_of(Path("essay.ipynb"), {}) is None
+
+
+def _check_double(double: object) -> None:
+    """A check in the older style: it takes the learner's function itself."""
+    from wskit.course.teaching import attempt, expect
+
+    got = attempt("Exercise 9.9", "double it", double, 21)  # type: ignore[arg-type]
+    expect("Exercise 9.9", got == 42, f"double(21) returned {got!r}", "double it")
+
+
+@pytest.mark.timeout(120)
+def test_a_check_in_the_older_style_still_grades_in_the_sandbox() -> None:
+    from wskit.course.checker import check_in_sandbox
+    from wskit.course.exercises import Exercise
+
+    exercise = Exercise("9.9", "double", "07_recovery", ("double",), _check_double, "easy", 1,
+                        ("double it",))
+    good = check_in_sandbox(exercise, b"{}", ["def double(x):\n    return 2 * x"], 1, 60)
+    yes = "class Yes:\n    def __eq__(self, other):\n        return True\n"
+    bad = check_in_sandbox(exercise, b"{}", [yes + "def double(x):\n    return Yes()"], 1, 60)
+    assert good["points"] == 1, good
+    assert bad["points"] == 0 and "not JSON serializable" in bad["hint"], bad

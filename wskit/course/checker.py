@@ -32,6 +32,7 @@ class RemoteLearner:
         self.sandbox, self.deadline = sandbox, deadline
         self._rngs: dict[int, tuple[int, random.Random]] = {}
         self.broken: str | None = None
+        self.kinds: dict[str, str] = {}
 
     def _ask(self, message: dict[str, Any]) -> Any:
         if self.broken:
@@ -63,6 +64,17 @@ class RemoteLearner:
     def method(self, ref: int, method: str, *args: Any) -> Any:
         return self._ask({"op": "method", "ref": ref, "method": method, "args": list(args)})
 
+    def objects(self, names: tuple[str, ...]) -> list[Any]:
+        """Stand-ins for a check in the older style (``check(*objects)``): a class becomes
+        a constructor of :class:`Instance`, anything callable a function; every value
+        coming back is plain, as with :meth:`call`."""
+        def stand_in(name: str) -> Any:
+            if self.kinds.get(name) == "class":
+                return lambda *args: self.new(name, *args)
+            return lambda *args: self.call(name, *args)
+
+        return [stand_in(n) for n in names]
+
     async def harness(self, fn: str, **params: Any) -> Any:
         # blocking: this thread's loop runs nothing else while the sandbox works
         return await asyncio.to_thread(self._ask, {"op": "harness", "fn": fn, "params": params})
@@ -85,6 +97,8 @@ def check_in_sandbox(exercise: Exercise, notebook: bytes, cells: list[str], seed
         except LearnerError as exc:
             return {**base, "hint": f"your definitions did not load: {exc.text}"}
         defined = loaded.get("defined", []) if type(loaded) is dict else []
+        kinds = loaded.get("kinds") if type(loaded) is dict else None
+        learner.kinds = {str(k): str(v) for k, v in kinds.items()} if type(kinds) is dict else {}
         missing = [n for n in exercise.names if n not in defined]
         if missing:
             errors = loaded.get("errors", []) if type(loaded) is dict else []

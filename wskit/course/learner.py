@@ -62,6 +62,7 @@ class Learner(Protocol):
     def new(self, name: str, *args: Any) -> Instance: ...
     def method(self, ref: int, method: str, *args: Any) -> Any: ...
     async def harness(self, fn: str, **params: Any) -> Any: ...
+    def objects(self, names: tuple[str, ...]) -> list[Any]: ...
 
 
 class Instance:
@@ -123,6 +124,11 @@ class LocalLearner:
         except AttributeError as exc:
             raise _raised(exc) from exc
         return self._answer(func, args)
+
+    def objects(self, names: tuple[str, ...]) -> list[Any]:
+        """The learner's objects themselves: for a check written in the older style,
+        ``check(*objects)``, which the notebook runs in the kernel."""
+        return [self._get(n) for n in names]
 
     async def harness(self, fn: str, **params: Any) -> Any:
         from .exercises import harness

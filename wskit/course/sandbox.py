@@ -349,7 +349,9 @@ def _serve(request: dict[str, Any], namespace: dict[str, Any], objects: list[Any
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 errors.append(_describe(exc))
-        return {"errors": errors, "defined": sorted(k for k in namespace if not k.startswith("_"))}
+        return {"errors": errors, "defined": sorted(k for k in namespace if not k.startswith("_")),
+                "kinds": {k: "class" if isinstance(v, type) else "callable" if callable(v)
+                          else "value" for k, v in namespace.items() if not k.startswith("_")}}
     if op == "call":
         return settle(namespace[request["name"]](*args))
     if op == "new":
