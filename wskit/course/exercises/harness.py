@@ -134,7 +134,7 @@ async def retry_outages(ns: dict[str, Any], me: str, peer: str, contents: list[s
                         outages: list[float], attempts: int, base: float) -> dict[str, Any]:
     """Two servers, only A's cable to Redis cut and mended. Plays: a direct with Redis
     up, one to an offline user, one across each outage, one in a permanent outage;
-    records each call of ``client.direct`` (when), each reply or error, each frame."""
+    records each call of ``client.direct`` (sent, answered), each reply or error, each frame."""
     import secrets
 
     from ...backplane.fakeserver import FakeRedisServer
@@ -158,12 +158,15 @@ async def retry_outages(ns: dict[str, Any], me: str, peer: str, contents: list[s
         sender = await Client(a, user=me).connect()
         receiver = await Client(b, user=peer).connect()
         clients = [sender, receiver]
-        calls: list[float] = []
+        calls: list[list[float]] = []  # [sent, answered] per call of client.direct
         real = sender.direct
 
-        def counted(to: str, content: str) -> Any:
-            calls.append(loop.time())
-            return real(to, content)
+        async def counted(to: str, content: str) -> Any:
+            calls.append([loop.time(), loop.time()])
+            try:
+                return await real(to, content)
+            finally:
+                calls[-1][1] = loop.time()
 
         sender.direct = counted  # type: ignore[method-assign]
 
@@ -183,7 +186,7 @@ async def retry_outages(ns: dict[str, Any], me: str, peer: str, contents: list[s
                 found["raised"] = _raised(exc)
             if forever:
                 link.mend()
-            found["calls"] = [t - calls[0] for t in calls] if calls else []
+            found["calls"] = [[a - calls[0][0], b - calls[0][0]] for a, b in calls]
             frames: list[Any] = []
             with contextlib.suppress(asyncio.TimeoutError):
                 while True:
