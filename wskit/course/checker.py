@@ -91,23 +91,31 @@ def check_in_sandbox(exercise: Exercise, notebook: bytes, cells: list[str], seed
     except OSError as exc:
         return {**base, "hint": f"the grader could not start a sandbox: {exc}"}
     try:
-        learner = RemoteLearner(sandbox, deadline)
-        try:
-            loaded = learner._ask({"op": "load", "cells": cells})
-        except LearnerError as exc:
-            return {**base, "hint": f"your definitions did not load: {exc.text}"}
-        defined = loaded.get("defined", []) if type(loaded) is dict else []
-        kinds = loaded.get("kinds") if type(loaded) is dict else None
-        learner.kinds = {str(k): str(v) for k, v in kinds.items()} if type(kinds) is dict else {}
-        missing = [n for n in exercise.names if n not in defined]
-        if missing:
-            errors = loaded.get("errors", []) if type(loaded) is dict else []
-            return {**base, "hint": f"define {', '.join(missing)} (its cell was deleted, or is "
-                    "not a def/class)" + (f"; loading raised {errors[0]}" if errors else "")}
-        result = asyncio.run(run_check(exercise, learner, seed,
-                                       max(1.0, deadline - time.monotonic())))
-        if learner.broken and not result["points"]:
-            result["hint"] = f"stopped after {timeout:.0f} s ({learner.broken}); " + result["hint"]
-        return result
+        return _check(exercise, sandbox, cells, seed, timeout, deadline, base)
+    except Exception as exc:  # e.g. a reply nested too deep for json: never stop the run
+        return {**base, "hint": f"the grader could not use the sandbox's answer: {exc!r}"[:500]}
     finally:
         sandbox.close()
+
+
+def _check(exercise: Exercise, sandbox: Sandbox, cells: list[str], seed: int, timeout: float,
+           deadline: float, base: dict[str, Any]) -> dict[str, Any]:
+    """Load the definitions, then run the check here against them."""
+    learner = RemoteLearner(sandbox, deadline)
+    try:
+        loaded = learner._ask({"op": "load", "cells": cells})
+    except LearnerError as exc:
+        return {**base, "hint": f"your definitions did not load: {exc.text}"}
+    defined = loaded.get("defined", []) if type(loaded) is dict else []
+    kinds = loaded.get("kinds") if type(loaded) is dict else None
+    learner.kinds = {str(k): str(v) for k, v in kinds.items()} if type(kinds) is dict else {}
+    missing = [n for n in exercise.names if n not in defined]
+    if missing:
+        errors = loaded.get("errors", []) if type(loaded) is dict else []
+        return {**base, "hint": f"define {', '.join(missing)} (its cell was deleted, or is "
+                "not a def/class)" + (f"; loading raised {errors[0]}" if errors else "")}
+    result = asyncio.run(run_check(exercise, learner, seed,
+                                   max(1.0, deadline - time.monotonic())))
+    if learner.broken and not result["points"]:
+        result["hint"] = f"stopped after {timeout:.0f} s ({learner.broken}); " + result["hint"]
+    return result

@@ -97,6 +97,12 @@ def _probe(cmd: list[str]) -> bool:
 
 
 _NS = ["--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+#: a new network namespace has only a loopback, and it is down: bring it up (the checks'
+#: servers listen on 127.0.0.1), with ``ip`` or, where it is missing, an ioctl
+_LO_UP = ("ip link set lo up 2>/dev/null || " + sys.executable + " -I -c \"import fcntl, "
+          "socket, struct; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+          "f = struct.unpack('16sH', fcntl.ioctl(s, 0x8913, struct.pack('16sH', b'lo', 0)))[1]; "
+          "fcntl.ioctl(s, 0x8914, struct.pack('16sH', b'lo', f | 1))\"")
 
 
 def isolation() -> str:
@@ -135,13 +141,13 @@ class Sandbox:
                 os.chown(path, self.uid, self.uid)
             os.chmod(self.dir, 0o700)
             script = (f'STAGE={stage!s} && {_hide_root_home()} && rmdir "$STAGE"/* "$STAGE"; '
-                      "ip link set lo up 2>/dev/null; exec setpriv "
+                      f"{_LO_UP}; exec setpriv "
                       f"--reuid={self.uid} --regid={self.uid} --clear-groups --inh-caps=-all "
                       '--bounding-set=-all --no-new-privs -- "$@"')
             cmd = ["unshare", "--mount", *_NS, "--", "sh", "-c", script, "sh", *python]
         elif self.mode == "userns":
             cmd = ["unshare", "--user", "--map-root-user", "--mount", *_NS, "--", "sh", "-c",
-                   'ip link set lo up 2>/dev/null; exec "$@"', "sh", *python]
+                   f'{_LO_UP}; exec "$@"', "sh", *python]
         else:
             cmd = python
         self._errors = tempfile.TemporaryFile()
