@@ -196,12 +196,13 @@ def test_only_definitions_are_kept() -> None:
     cells = ["import json\nserver = await wskit.serve('aiohttp')\nBASE = 0.1\nprint('hi')",
              "%time x = 1\ndef f(x):\n    return json.dumps(x)\nwhile True:\n    pass",
              "@decorate\nclass C:\n    pass\nTABLE = {'a': [1, 2]}\ncall = make()",
-             "this is not python"]
+             "this is not python", "import matplotlib.pyplot as plt\nfrom IPython import display"]
     kept = "\n".join(definitions(cells))
     assert "import json" in kept and "BASE = 0.1" in kept and "def f" in kept
     assert "@decorate" in kept and "TABLE" in kept
     assert "serve" not in kept and "print" not in kept and "while" not in kept \
-        and "make()" not in kept and "%time" not in kept
+        and "make()" not in kept and "%time" not in kept and "matplotlib" not in kept \
+        and "IPython" not in kept
 
 
 def test_same_compares_plain_values_with_their_types() -> None:

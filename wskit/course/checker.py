@@ -55,6 +55,14 @@ class RemoteLearner:
     def call(self, name: str, *args: Any) -> Any:
         return self._ask({"op": "call", "name": name, "args": list(args)})
 
+    def call_many(self, name: str, calls: list[list[Any]]) -> list[Any]:
+        rngs = self._rngs
+        found = self._ask({"op": "many", "name": name,
+                           "calls": [[encode_arg(a, rngs) for a in args] for args in calls]})
+        if type(found) is not list or len(found) != len(calls):
+            raise LearnerError("TypeError", "the sandbox answered nonsense")
+        return found
+
     def new(self, name: str, *args: Any) -> Instance:
         ref = self._ask({"op": "new", "name": name, "args": list(args)})
         if type(ref) is not int:

@@ -222,7 +222,10 @@ def write_feedback(rows: Sequence[Row], folder: Path) -> list[Path]:
                 "<th>points</th><th></th><th>what the check saw, and a hint</th></tr>"
                 + "".join(lines) + "</table>")
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(submission).stem).strip("._")[:120] or "x"
-        target = folder / f"{name}.html"
+        target, n = folder / f"{name}.html", 1
+        while target in written:  # two submissions with one file name, in two folders
+            n += 1
+            target = folder / f"{name}-{n}.html"
         target.write_text(page, encoding="utf-8")
         written.append(target)
     return written

@@ -59,6 +59,7 @@ def plain(value: Any) -> Any:
 
 class Learner(Protocol):
     def call(self, name: str, *args: Any) -> Any: ...
+    def call_many(self, name: str, calls: list[list[Any]]) -> list[Any]: ...
     def new(self, name: str, *args: Any) -> Instance: ...
     def method(self, ref: int, method: str, *args: Any) -> Any: ...
     async def harness(self, fn: str, **params: Any) -> Any: ...
@@ -107,6 +108,10 @@ class LocalLearner:
 
     def call(self, name: str, *args: Any) -> Any:
         return self._answer(self._get(name), args)
+
+    def call_many(self, name: str, calls: list[list[Any]]) -> list[Any]:
+        """``call`` once per argument list, in order (one round trip in the grader)."""
+        return [self.call(name, *args) for args in calls]
 
     def new(self, name: str, *args: Any) -> Instance:
         try:
@@ -166,7 +171,24 @@ def _calls_outside_lambdas(node: ast.AST) -> bool:
     return any(_calls_outside_lambdas(child) for child in ast.iter_child_nodes(node))
 
 
+#: imports left out: plotting and display, which no exercise needs and which take
+#: seconds to import in every sandbox
+_SKIPPED = ("matplotlib", "IPython", "seaborn", "pandas", "plotly")
+
+
+def _skipped_import(stmt: ast.stmt) -> bool:
+    if isinstance(stmt, ast.Import):
+        names = [a.name for a in stmt.names]
+    elif isinstance(stmt, ast.ImportFrom):
+        names = [stmt.module or ""]
+    else:
+        return False
+    return all(n.split(".")[0] in _SKIPPED for n in names)
+
+
 def _kept(stmt: ast.stmt) -> bool:
+    if _skipped_import(stmt):
+        return False
     if isinstance(stmt, _KEEP):
         return True
     if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None:
@@ -177,7 +199,7 @@ def _kept(stmt: ast.stmt) -> bool:
 def definitions(cells: list[str]) -> list[str]:
     """Per code cell, the statements that define things: imports, ``def``, ``async
     def``, ``class``, and assignments that call nothing (``BASE = 0.1``, ``TABLE =
-    {...}``). Everything else (starting servers, loops, expressions, magics) is
+    {...}``), but no plotting imports. Everything else (starting servers, loops, expressions, magics) is
     left out, so a cell that hangs or starts a process is not run by the grader.
     A cell that does not parse contributes nothing."""
     kept: list[str] = []

@@ -360,6 +360,9 @@ def _serve(request: dict[str, Any], namespace: dict[str, Any], objects: list[Any
                           else "value" for k, v in namespace.items() if not k.startswith("_")}}
     if op == "call":
         return settle(namespace[request["name"]](*args))
+    if op == "many":
+        func = namespace[request["name"]]
+        return [settle(func(*[arg(a) for a in args])) for args in request["calls"]]
     if op == "new":
         objects.append(namespace[request["name"]](*args))
         return len(objects) - 1

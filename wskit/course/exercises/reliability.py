@@ -238,8 +238,8 @@ def full_jitter(learner: Learner, rng: random.Random) -> None:
         for attempt_no in range(0, 12, 3):
             ceiling = min(cap, base * 2 ** attempt_no)
             given = random.Random(seed)
-            draws = [attempt(name, hint, learner.call, "backoff_delay", attempt_no, base, cap,
-                             given) for _ in range(1000)]
+            draws = attempt(name, hint, learner.call_many, "backoff_delay",
+                            [[attempt_no, base, cap, given]] * 1000)
             expect(name, all(type(d) in (int, float) for d in draws),
                    "return a number of seconds", hint)
             low, high, mean = min(draws), max(draws), sum(draws) / len(draws)
