@@ -31,8 +31,8 @@ from wskit.course.grading import (
     write_csv,
     write_feedback,
 )
-from wskit.course.learner import definitions
-from wskit.course.teaching import ExerciseFailed, same, student_copy
+from wskit.course.learner import definitions, same
+from wskit.course.teaching import ExerciseFailed, student_copy
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 WITH_EXERCISES = sorted({e.notebook for e in EXERCISES})

@@ -24,14 +24,16 @@ notebook the grader runs.
 from __future__ import annotations
 
 import ast
+import contextlib
+import contextvars
 import inspect
 import json
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 __all__ = ["Learner", "LocalLearner", "LearnerError", "LearnerTimeout", "Instance",
-           "plain", "definitions"]
+           "plain", "same", "observe", "quiet", "is_quiet", "definitions"]
 
 
 class LearnerError(Exception):
@@ -55,6 +57,51 @@ def plain(value: Any) -> Any:
     except (TypeError, ValueError) as exc:
         raise LearnerError("TypeError", f"returned {type(value).__name__}, which is not plain "
                            "data (use lists, dicts, str, numbers, bool, None)") from exc
+
+
+def same(got: Any, want: Any) -> bool:
+    """Equal as plain data, types included (``True`` is not ``1``; an int is accepted
+    where a float is wanted): never calls anything of the learner's, since ``got``
+    has been through JSON and is built from dict, list, str, int, float, bool, None."""
+    if isinstance(want, float) and type(got) in (int, float):
+        return float(got) == want
+    if type(got) is not type(want):
+        return False
+    if type(want) is dict:
+        return got.keys() == want.keys() and all(same(got[k], want[k]) for k in want)
+    if type(want) is list:
+        return len(got) == len(want) and all(same(g, w) for g, w in zip(got, want))
+    return bool(got == want)
+
+
+async def observe(exercise: str, hint: str, learner: Learner, harness: str,
+                  **params: Any) -> Any:
+    """Run a harness beside the learner's code (:meth:`Learner.harness`); a stub or a
+    crash becomes an ``ExerciseFailed``, as in :func:`wskit.course.teaching.attempt`."""
+    from .teaching import _failure
+
+    try:
+        return await learner.harness(harness, **params)
+    except Exception as exc:
+        raise _failure(exercise, hint, exc) from exc
+
+
+_QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("wskit_quiet", default=False)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """``passed()`` prints nothing meanwhile, in this thread or task only (the grader
+    checks several submissions at once, so ``sys.stdout`` is not swapped)."""
+    token = _QUIET.set(True)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
+def is_quiet() -> bool:
+    return _QUIET.get()
 
 
 class Learner(Protocol):

@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..learner import Learner, LocalLearner
-from ..teaching import ExerciseFailed, quiet
+from ..learner import Learner, LocalLearner, quiet
+from ..teaching import ExerciseFailed
 from .chat import (
     members_across_instances,
     private_messages,

@@ -14,8 +14,8 @@ import random
 import secrets
 from typing import Any
 
-from ..learner import Learner
-from ..teaching import attempt, expect, observe, passed, same
+from ..learner import Learner, observe, same
+from ..teaching import attempt, expect, passed
 
 __all__ = ["slash_commands", "private_messages", "typing_tracker", "rate_limiter",
            "members_across_instances", "reference_bucket"]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ..learner import Learner
-from ..teaching import attempt, expect, observe, passed, same
+from ..learner import Learner, observe, same
+from ..teaching import attempt, expect, passed
 
 __all__ = ["dead_socket_broadcast", "retry_when_unavailable", "pong_watch", "full_jitter",
            "history_to_live", "presence_expiry", "OUTBOX"]
