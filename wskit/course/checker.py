@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .exercises import Exercise, run_check
@@ -89,13 +91,14 @@ class RemoteLearner:
 
 
 def check_in_sandbox(exercise: Exercise, notebook: bytes, cells: list[str], seed: int,
-                     timeout: float) -> dict[str, Any]:
-    """Points and hint for one exercise of one submission (never raises)."""
+                     timeout: float, hide: Sequence[Path] = ()) -> dict[str, Any]:
+    """Points and hint for one exercise of one submission (never raises); ``hide``:
+    the submissions' folders, which the sandbox must not see."""
     started = time.monotonic()
     deadline = started + timeout
     base = {"exercise": exercise.key, "points": 0, "max": exercise.points, "seed": seed}
     try:
-        sandbox = Sandbox(notebook)
+        sandbox = Sandbox(notebook, hide=hide)
     except OSError as exc:
         return {**base, "hint": f"the grader could not start a sandbox: {exc}"}
     try:

@@ -142,9 +142,12 @@ def grade(paths: Iterable[str], timeout: float = DEFAULT_TIMEOUT, jobs: int = 2,
             work += [(sub, e, exercise_seed(run_seed, sub.student, e.key))
                      for e in for_notebook(sub.stem)]
 
+    folders = sorted({sub.path.resolve().parent for sub in read if isinstance(sub, Submission)})
+
     def one(item: tuple[Submission, Exercise, int]) -> Row:
         sub, exercise, exercise_seed_ = item
-        found = check_in_sandbox(exercise, sub.data, sub.cells, exercise_seed_, timeout)
+        found = check_in_sandbox(exercise, sub.data, sub.cells, exercise_seed_, timeout,
+                                 hide=folders)
         return Row(sub.student, str(sub.path), exercise.key, int(found["points"]),
                    int(found["max"]), str(found["hint"]), exercise_seed_)
 

@@ -14,13 +14,14 @@ Isolation, strongest available first (:func:`isolation`):
   network and PID namespaces: no network but its own loopback, no view of other
   processes, and every process of the namespace dies with it (a daemonised
   grandchild too: the kernel ends a PID namespace with its first process). Inside,
-  ``root``'s home is hidden, then ``setpriv`` drops to a uid of its own (one per
-  sandbox, no capabilities, ``no_new_privs``), which can write nowhere but its
-  directory and ``/tmp``.
-* ``userns``: not root but user namespaces are allowed: the same namespaces, the
-  teacher's own uid (so files the teacher can write, the learner's code can: the
-  grader reads every notebook before it runs any, so no submission can change
-  another's grade, but it could change the file on disk).
+  ``root``'s home and the submissions' folders are hidden (an empty tmpfs on each),
+  then ``setpriv`` drops to a uid of its own (one per sandbox, no capabilities,
+  ``no_new_privs``), which can write nowhere but its directory and ``/tmp``.
+* ``userns``: not root but user namespaces are allowed: the same namespaces (the
+  submissions' folders hidden too), the teacher's own uid (so files the teacher
+  can write, the learner's code can: the grader reads every notebook before it
+  runs any, so no submission can change another's grade, but it could change a
+  file on disk).
 * ``session``: no ``unshare``: a new session and the resource limits only. No
   network isolation, and a process that leaves the session can outlive the
   sandbox. The grader says which one it used.
@@ -37,6 +38,7 @@ import itertools
 import json
 import os
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -44,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +92,19 @@ def _hide_root_home() -> str:
     return " && ".join(lines)
 
 
+def _covers(hide: Sequence[Path], own: Path) -> str:
+    """Shell lines mounting an empty tmpfs on each folder of ``hide``, except one that
+    holds what the sandbox needs (its own directory, the interpreter, wskit)."""
+    needed = [own.resolve(), Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
+              Path(_root_of_wskit())]
+    lines = []
+    for folder in sorted({Path(p).resolve() for p in hide}):
+        if folder == Path("/") or any(n == folder or folder in n.parents for n in needed):
+            continue
+        lines.append(f"mount -t tmpfs -o mode=755,size=1m tmpfs {shlex.quote(str(folder))}; ")
+    return "mount --make-rprivate / 2>/dev/null; " + "".join(lines) if lines else ""
+
+
 def _probe(cmd: list[str]) -> bool:
     try:
         return subprocess.run(cmd + ["true"], capture_output=True, timeout=10).returncode == 0
@@ -124,9 +140,13 @@ def isolation() -> str:
 class Sandbox:
     """One child holding one submission's definitions; :meth:`request` talks to it."""
 
-    def __init__(self, notebook: bytes, memory: int = MEMORY, cpu: int = CPU_SECONDS) -> None:
+    def __init__(self, notebook: bytes, memory: int = MEMORY, cpu: int = CPU_SECONDS,
+                 hide: Sequence[Path] = ()) -> None:
+        """``hide``: folders (the submissions') covered by an empty tmpfs inside the
+        sandbox, so no submission reads another's notebook (``root`` and ``userns``)."""
         self.mode = isolation()
         self.dir = Path(tempfile.mkdtemp(prefix="wskit-sandbox-"))
+        covers = _covers(hide, self.dir)
         (self.dir / "submission.ipynb").write_bytes(notebook)
         self.uid: int | None = None
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.dir), "LANG": "C.UTF-8",
@@ -140,14 +160,14 @@ class Sandbox:
             for path in (self.dir, self.dir / "submission.ipynb"):
                 os.chown(path, self.uid, self.uid)
             os.chmod(self.dir, 0o700)
-            script = (f'STAGE={stage!s} && {_hide_root_home()} && rmdir "$STAGE"/* "$STAGE"; '
+            script = (f'{covers}STAGE={stage!s} && {_hide_root_home()} && rmdir "$STAGE"/* "$STAGE"; '
                       f"{_LO_UP}; exec setpriv "
                       f"--reuid={self.uid} --regid={self.uid} --clear-groups --inh-caps=-all "
                       '--bounding-set=-all --no-new-privs -- "$@"')
             cmd = ["unshare", "--mount", *_NS, "--", "sh", "-c", script, "sh", *python]
         elif self.mode == "userns":
             cmd = ["unshare", "--user", "--map-root-user", "--mount", *_NS, "--", "sh", "-c",
-                   f'{_LO_UP}; exec "$@"', "sh", *python]
+                   f'{covers}{_LO_UP}; exec "$@"', "sh", *python]
         else:
             cmd = python
         self._errors = tempfile.TemporaryFile()
