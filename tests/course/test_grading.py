@@ -322,3 +322,18 @@ def test_a_check_in_the_older_style_still_grades_in_the_sandbox() -> None:
     bad = check_in_sandbox(exercise, b"{}", [yes + "def double(x):\n    return Yes()"], 1, 60)
     assert good["points"] == 1, good
     assert bad["points"] == 0 and "not JSON serializable" in bad["hint"], bad
+
+
+def test_the_same_seed_draws_the_same_cases() -> None:
+    """What makes a run re-gradable: a check's cases come from its seed alone."""
+    def recorder(log: list) -> object:
+        def merge(replayed, buffered, top):  # noqa: ANN001, ANN202
+            log.append((json.dumps(replayed), json.dumps(buffered), top))
+            return replayed + [m for m in buffered if m["offset"] > top]
+        return merge
+
+    runs: list[list] = [[], [], []]
+    for log, seed in zip(runs, (11, 11, 12)):
+        exercises.check_history_to_live(recorder(log), seed=seed)
+    assert runs[0] == runs[1] and len(runs[0]) == 50
+    assert runs[0] != runs[2]
