@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", default="notebooks", help="folder of notebooks")
     p.add_argument("--out", default=None, help="default: SOURCE/student")
 
-    p = sub.add_parser("grade", help="grade collected notebooks: a table, optionally a CSV")
+    p = sub.add_parser("grade", help="grade collected notebooks in sandboxes: a table, CSV, "
+                       "JSON, feedback pages")
     from .course.grading import add_arguments
     add_arguments(p)
 
