@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(p)
 
     p = sub.add_parser("student-copies",
-                       help="write notebooks without their solution cells, outputs cleared")
+                       help="write the student edition: notebooks without their solution "
+                            "cells or last hints, outputs cleared")
     p.add_argument("source", nargs="?", default="notebooks", help="folder of notebooks")
     p.add_argument("--out", default=None, help="default: SOURCE/student")
 
@@ -122,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .course.grading import add_arguments
     add_arguments(p)
 
-    p = sub.add_parser("course-html", help="execute the notebooks, write them as static HTML")
+    p = sub.add_parser("course-html", help="execute the notebooks, write them as static HTML "
+                                           "(--edition student: from the student copies)")
     from .course.html import add_arguments as add_course_arguments
     add_course_arguments(p)
 
