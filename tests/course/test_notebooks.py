@@ -85,24 +85,28 @@ EXERCISES = {f"{stem}.ipynb": len(for_notebook(stem)) for stem in {e.notebook fo
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_student_copy_fails_exactly_its_checks_with_hints(tmp_path: Path, name: str) -> None:
-    from wskit.course.teaching import is_solution_cell, write_student_copies
+    from wskit.course import questions
+    from wskit.course.teaching import is_answer_cell, is_solution_cell, write_student_copies
 
     checks = EXERCISES[name]
+    asked = len(questions.for_notebook(name))
     instructor = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
     solutions = [c for c in instructor["cells"] if is_solution_cell(c)]
-    assert len(solutions) == checks
+    answers = [c for c in instructor["cells"] if is_answer_cell(c)]
+    assert len(solutions) == checks and len(answers) == (1 if asked else 0)
     (copy,) = write_student_copies(NOTEBOOKS, tmp_path, names={name})
     student = json.loads(copy.read_text(encoding="utf-8"))
-    assert not any(is_solution_cell(c) for c in student["cells"])
-    assert len(student["cells"]) == len(instructor["cells"]) - len(solutions)
+    assert not any(is_solution_cell(c) or is_answer_cell(c) for c in student["cells"])
+    assert len(student["cells"]) == len(instructor["cells"]) - len(solutions) - len(answers)
 
     nb = _execute(copy, allow_errors=True)
     errors = _errors(nb)
-    assert len(errors) == checks, [e[1]["ename"] for e in errors]
+    assert len(errors) == checks + asked, [e[1]["ename"] for e in errors]
     for source, out in errors:
-        assert "exercises.check_" in source  # only the checks fail
+        assert "exercises.check_" in source or "questions.check(" in source  # only the checks fail
         assert out["ename"] == "ExerciseFailed"
-        assert "not implemented yet" in out["evalue"] and "Hint: " in out["evalue"]
+        assert ("not implemented yet" in out["evalue"] or "not answered yet" in out["evalue"]) \
+            and "Hint: " in out["evalue"]
     last = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", []))
     assert "0 of 5 exercises done" in last if name.startswith("05") else "✓" in last
 

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from wskit.course.exercises import EXERCISES
-from wskit.course.teaching import STUDENT_EDITION, is_solution_cell, student_copy, write_student_copies
+from wskit.course.teaching import (
+    STUDENT_EDITION,
+    is_answer_cell,
+    is_solution_cell,
+    student_copy,
+    write_student_copies,
+)
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
@@ -22,14 +28,18 @@ def _source(cell: dict) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
+def _hidden(cell: dict) -> bool:
+    return is_solution_cell(cell) or is_answer_cell(cell)
+
+
 def _solution_lines(name: str) -> set[str]:
-    """Every line of the notebook's solution cells that no other cell of it has
-    (a stub repeats the solution's ``def`` line; that line gives nothing away)."""
+    """Every line of the notebook's solution (and answer) cells that no other cell of
+    it has (a stub repeats the solution's ``def`` line; that line gives nothing away)."""
     cells = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"]
-    elsewhere = {line.strip() for c in cells if not is_solution_cell(c)
-                 for line in _source(c).splitlines()}
-    return {line.strip() for c in cells if is_solution_cell(c) for line in _source(c).splitlines()
-            if line.strip() and line.strip() not in elsewhere and line.strip() != "# SOLUTION"}
+    elsewhere = {line.strip() for c in cells if not _hidden(c) for line in _source(c).splitlines()}
+    return {line.strip() for c in cells if _hidden(c) for line in _source(c).splitlines()
+            if line.strip() and line.strip() not in elsewhere
+            and line.strip() not in ("# SOLUTION", "# ANSWER")}
 
 
 def _withheld_hints(name: str) -> list[str]:
@@ -51,7 +61,8 @@ def _leaks(text: str, name: str) -> list[str]:
 
 def test_the_grep_finds_what_it_looks_for() -> None:
     """The teacher's notebooks leak by definition: the grep must see that, or it proves nothing."""
-    for name in ("01_aiohttp_manager.ipynb", "05_exercises.ipynb", "07_recovery.ipynb"):
+    for name in ("01_aiohttp_manager.ipynb", "04_heartbeats.ipynb", "05_exercises.ipynb",
+                 "07_recovery.ipynb"):
         cells = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"]
         assert _solution_lines(name) and _leaks("\n".join(_source(c) for c in cells), name)
 
@@ -63,7 +74,7 @@ def test_student_copies_hold_no_solution(tmp_path: Path, name: str) -> None:
     nb = json.loads(text)
     assert not _leaks("\n".join(_source(c) for c in nb["cells"]), name)
     assert nb["metadata"]["wskit"]["edition"] == STUDENT_EDITION
-    assert not any(is_solution_cell(c) for c in nb["cells"])
+    assert not any(_hidden(c) for c in nb["cells"])
     assert not any("exercises.about(" in _source(c) for c in nb["cells"])  # hints come from student_about
     assert not any(re.search(r"(?m)^\**Hints?\b", _source(c)) for c in nb["cells"]
                    if c["cell_type"] == "markdown")
@@ -104,7 +115,7 @@ def test_student_copy_keeps_cells_and_tags() -> None:
     for name in ALL:
         teacher = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
         copy = student_copy(teacher)
-        kept = [c for c in teacher["cells"] if not is_solution_cell(c)]
+        kept = [c for c in teacher["cells"] if not _hidden(c)]
         assert [(c.get("id"), c["metadata"].get("tags")) for c in copy["cells"]] == \
                [(c.get("id"), c["metadata"].get("tags")) for c in kept]
 

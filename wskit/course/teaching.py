@@ -1,7 +1,8 @@
 """Classroom mechanics: exercise checks with hints, and student copies of notebooks.
 
 Marking solutions: a code cell tagged ``solution`` (cell metadata ``tags``), or
-whose first line is ``# SOLUTION``, is an instructor's cell. A student copy is
+whose first line is ``# SOLUTION``, is an instructor's cell; so is one tagged
+``answer`` (or starting with ``# ANSWER``), the answer to a concept question. A student copy is
 the notebook without those cells, with every output cleared, and with the
 exercises' last hint withheld (the ladder's last rung nearly hands over the code:
 it is the teacher's to give), whether shown by ``exercises.about`` or written
@@ -27,11 +28,15 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ExerciseFailed", "passed", "attempt", "settle", "expect", "until", "LogCatcher", "show_logs",
-           "is_solution_cell", "student_copy", "student_about",
-           "write_student_copies", "SOLUTION_TAG", "SOLUTION_MARKER", "STUDENT_EDITION"]
+           "is_solution_cell", "is_answer_cell", "student_copy", "student_about",
+           "write_student_copies", "SOLUTION_TAG", "SOLUTION_MARKER", "ANSWER_TAG", "ANSWER_MARKER",
+           "STUDENT_EDITION"]
 
 SOLUTION_TAG = "solution"
 SOLUTION_MARKER = "# SOLUTION"
+#: the teacher's answer to a concept question (:mod:`wskit.course.questions`)
+ANSWER_TAG = "answer"
+ANSWER_MARKER = "# ANSWER"
 #: ``metadata.wskit.edition`` of a student copy
 STUDENT_EDITION = "student"
 
@@ -102,8 +107,17 @@ def _text(cell: dict[str, Any]) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
+def is_answer_cell(cell: dict[str, Any]) -> bool:
+    """The teacher's answer to a concept question: left out of student copies too."""
+    if cell.get("cell_type") != "code":
+        return False
+    if ANSWER_TAG in cell.get("metadata", {}).get("tags", []):
+        return True
+    return _text(cell).lstrip().startswith(ANSWER_MARKER)
+
+
 def student_copy(notebook: dict[str, Any]) -> dict[str, Any]:
-    """The notebook without solution cells, outputs cleared, the last hint withheld.
+    """The notebook without solution and answer cells, outputs cleared, the last hint withheld.
 
     Cell for cell the same otherwise (same ids and tags, so the grader and the
     suite find the check cells): ``exercises.about("K")`` becomes
@@ -112,7 +126,7 @@ def student_copy(notebook: dict[str, Any]) -> dict[str, Any]:
     copy = json.loads(json.dumps(notebook))
     cells = []
     for cell in copy["cells"]:
-        if is_solution_cell(cell):
+        if is_solution_cell(cell) or is_answer_cell(cell):
             continue
         if cell.get("cell_type") == "code":
             cell["outputs"] = []
