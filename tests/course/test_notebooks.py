@@ -145,3 +145,42 @@ def test_the_rendered_course_holds_the_outputs(tmp_path: Path) -> None:
     assert "✓ two clients chatted through a server running inside this notebook" in page
     assert "HTTP/1.1 101 Switching Protocols" in page  # an output, not only the source
     assert 'href="00_start_here.html"' in pages[1].read_text(encoding="utf-8")
+
+
+def test_every_live_cell_has_a_recorded_output(capsys: pytest.CaptureFixture[str]) -> None:
+    """08's cluster cells and 09's nginx cell show a labelled recording where the tool is absent."""
+    from wskit.course import recorded
+
+    live = {(name, c["id"]) for name in ALL
+            for c in json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"]
+            if recorded.LIVE_TAG in c["metadata"].get("tags", [])}
+    assert {n for n, _ in live} == {"08_scale_presence.ipynb", "09_deployment.ipynb"}
+    for name, cell_id in sorted(live):
+        recording = recorded.load(name)
+        assert recording["cells"][cell_id].strip(), (name, cell_id)
+        source = "".join(next(c["source"] for c in json.loads(
+            (NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"] if c["id"] == cell_id))
+        assert f'recorded.show("{name[:-6]}", "{cell_id}"' in source, (name, cell_id)
+        recorded.show(name[:-6], cell_id, "the tool is not installed here")
+        shown = capsys.readouterr().out
+        assert shown.startswith("┌ RECORDED OUTPUT. the tool is not installed here")
+        assert all(f"│ {line}" in shown for line in recording["cells"][cell_id].splitlines())
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("name", "absent"), [("08_scale_presence.ipynb", "HAVE_REDIS_SERVER = False"),
+                                              ("09_deployment.ipynb", "find_nginx = lambda: None")])
+def test_without_the_tool_the_live_cells_show_recordings(name: str, absent: str) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    first.source += f"\n{absent}  # as if the tool were not installed"
+    NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    assert not _errors(nb)
+    live = [c for c in nb.cells if "live" in c.metadata.get("tags", [])]
+    assert live and all("RECORDED OUTPUT" in "".join(o.get("text", "") for o in c.outputs)
+                        for c in live)
+    assert "✓" in "".join(o.get("text", "") for o in nb.cells[-1].outputs)
