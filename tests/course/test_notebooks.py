@@ -184,3 +184,23 @@ def test_without_the_tool_the_live_cells_show_recordings(name: str, absent: str)
     assert live and all("RECORDED OUTPUT" in "".join(o.get("text", "") for o in c.outputs)
                         for c in live)
     assert "✓" in "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+
+
+def test_every_predict_prompt_stands_alone_then_a_guess_then_the_run() -> None:
+    """A prompt is its cell's last paragraph (nothing after it gives the answer away),
+    then a cell for the learner's guess, then the code to run."""
+    import re
+
+    prompts = 0
+    for name in ALL:
+        cells = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"]
+        text = ["".join(c["source"]) for c in cells]
+        for i, cell in enumerate(cells):
+            if cell["cell_type"] != "markdown" or not re.search(r"(?i)\*+predict", text[i]):
+                continue
+            prompts += 1
+            last = text[i].strip().split("\n\n")[-1]
+            assert last.startswith("**Predict, then "), (name, cell["id"], last[:60])
+            assert text[i + 1].startswith("**Your prediction**"), (name, cell["id"])
+            assert cells[i + 2]["cell_type"] == "code", (name, cell["id"])
+    assert prompts >= 20, prompts

@@ -46,12 +46,16 @@ __all__ = [
 class CloseCode(enum.IntEnum):
     """Every WebSocket close code wskit sends.
 
-    1000-1015 are RFC 6455 section 7.4.1 codes; 4000-4999 are reserved by the RFC
-    for applications, and wskit uses the ones below.
+    1000-1011 (and 1015) are RFC 6455 section 7.4.1 codes; 1012-1014 came later, through the
+    IANA "WebSocket Close Code Number" registry that section 11.7 set up; 4000-4999
+    are reserved by the RFC for applications, and wskit uses the ones below.
     """
 
     NORMAL = 1000  #: the client or server said goodbye
-    GOING_AWAY = 1001  #: the server is going away for good
+    #: RFC 6455 7.4.1: "an endpoint is going away, such as a server going down or a
+    #: browser having navigated away from a page"; wskit sends it when it can no
+    #: longer read from or write to a connection (the peer, or the path, has gone)
+    GOING_AWAY = 1001
     UNSUPPORTED_DATA = 1003  #: a binary frame was received; wskit speaks JSON text only
     INVALID_DATA = 1007  #: a text frame that is not valid UTF-8 (the framework closes)
     POLICY_VIOLATION = 1008  #: an Origin refused at the handshake (FastAPI's pre-accept close)
