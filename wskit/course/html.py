@@ -37,7 +37,7 @@ EDITIONS = ("teacher", "student")
 
 #: the note put after a check that fails in the student edition, as planned
 EXPECTED_TO_FAIL = ("*Expected to fail in the student edition:* this check passes once you "
-                    "have written the exercise above it.")
+                    "have done the exercise, or answered the question, above it.")
 
 
 class UnplannedFailure(WskitError):
