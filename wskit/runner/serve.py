@@ -18,24 +18,25 @@ What this module promises, and why:
   switched off and aiohttp's runner does not install handlers.
 * **No loop patching at import.** :func:`enable_nested_asyncio` exists as an
   explicit opt-in for code that calls ``asyncio.run`` inside a notebook.
+
+The framework code that starts aiohttp and uvicorn lives in
+:mod:`wskit.adapters.launch`: this module imports no framework.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import socket
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
+from ..adapters.launch import is_aiohttp_app, start_aiohttp, start_uvicorn
 from ..backplane import Backplane
 from ..exceptions import ConfigError, ServerStartError
 from ..security.tokens import issue_token
 from ..server.chat import ChatServer
-from ..server.logs import quiet_uvicorn_client_faults
 from ..server.settings import Settings
 
 log = logging.getLogger("wskit.runner")
@@ -194,12 +195,12 @@ async def serve(
         if framework == "aiohttp":
             from ..adapters.aiohttp import create_app
 
-            handle._stopper, handle._unlisten = await _start_aiohttp(
+            handle._stopper, handle._unlisten = await start_aiohttp(
                 create_app(server, manage=False), sock, s.close_timeout)
         else:
             from ..adapters.fastapi import create_app as create_asgi
 
-            handle._stopper, handle._unlisten = await _start_uvicorn(
+            handle._stopper, handle._unlisten = await start_uvicorn(
                 create_asgi(server, manage=False), sock, s.close_timeout,
                 ws_max_size=s.max_message_size, ws_ping_interval=s.protocol_ping_interval,
                 ws_ping_timeout=s.protocol_ping_timeout)
@@ -222,17 +223,15 @@ async def serve_app(app: Any, *, name: str, host: str = "127.0.0.1", port: int =
     previous = _registry.pop(name, None)
     if previous is not None:
         await _stop_elsewhere(previous)
-    from aiohttp import web
-
-    framework = "aiohttp" if isinstance(app, web.Application) else "asgi"
+    framework = "aiohttp" if is_aiohttp_app(app) else "asgi"
     sock = bind_socket(host, port)
     handle = RunningServer(name, framework, None, sock)
     try:
         if framework == "aiohttp":
-            handle._stopper, handle._unlisten = await _start_aiohttp(app, sock, 2.0)
+            handle._stopper, handle._unlisten = await start_aiohttp(app, sock, 2.0)
         else:
-            handle._stopper, handle._unlisten = await _start_uvicorn(app, sock, 2.0,
-                                                                     **uvicorn_options)
+            handle._stopper, handle._unlisten = await start_uvicorn(app, sock, 2.0,
+                                                                    **uvicorn_options)
     except BaseException:
         sock.close()
         raise
@@ -248,90 +247,6 @@ async def _stop_elsewhere(handle: RunningServer) -> None:
     elif handle.loop.is_running():
         fut = asyncio.run_coroutine_threadsafe(handle.stop(), handle.loop)
         await asyncio.wrap_future(fut)
-
-
-async def _start_aiohttp(app: Any, sock: socket.socket, close_timeout: float) -> Any:
-    from aiohttp import web
-
-    runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=close_timeout)
-    await runner.setup()
-    site = web.SockSite(runner, sock)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-
-    return runner.cleanup, site.stop  # site.stop(): no new connections, open ones stay
-
-
-def _uvicorn_server_class() -> type:
-    import uvicorn
-
-    class EmbeddedUvicorn(uvicorn.Server):
-        """uvicorn that reports readiness and leaves signal handling alone."""
-
-        def __init__(self, config: uvicorn.Config) -> None:
-            super().__init__(config)
-            self.ready = asyncio.Event()
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # uvicorn would take SIGINT, so "interrupt kernel" would stop the
-            # server instead of interrupting the cell; leave it to the host.
-            yield
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            self.ready.set()
-
-    return EmbeddedUvicorn
-
-
-async def _start_uvicorn(app: Any, sock: socket.socket, close_timeout: float,
-                         **options: Any) -> Any:
-    import uvicorn
-
-    quiet_uvicorn_client_faults()  # a traceback per invalid UTF-8 frame otherwise
-
-    config = uvicorn.Config(
-        app,
-        # explicit: "auto" may pick wsproto, which has no size limit and no pings
-        ws="websockets-sansio",
-        lifespan="off",
-        log_config=None,  # never reconfigure the host's (notebook's) logging
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=max(1, math.ceil(close_timeout)),  # uvicorn takes whole seconds
-        **options,
-    )
-    userver = _uvicorn_server_class()(config)
-
-    async def run() -> None:
-        try:
-            await userver.serve(sockets=[sock])
-        except SystemExit as exc:
-            # A SystemExit escaping a task stops the whole event loop (the kernel).
-            raise ServerStartError(f"uvicorn failed to start (exit status {exc.code})") from None
-
-    task = asyncio.get_running_loop().create_task(run(), name="wskit-uvicorn")
-    ready = asyncio.ensure_future(userver.ready.wait())
-    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.done():
-        ready.cancel()
-        await task  # raises the start error
-        raise ServerStartError("uvicorn stopped before it started")
-
-    async def stop() -> None:
-        userver.should_exit = True
-        await task
-
-    async def unlisten() -> None:
-        for server in userver.servers:  # asyncio.Server: close() stops accepting only
-            server.close()
-
-    return stop, unlisten
 
 
 def running() -> dict[str, RunningServer]:
