@@ -31,7 +31,8 @@ def _positive(value: str) -> float:
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--secret", help="token secret (default: $WSKIT_SECRET, else a dev secret)")
+    p.add_argument("--secret", help="HS256 token secret, 32+ bytes (default: $WSKIT_SECRET, else "
+                                    "a published dev secret, allowed on loopback only)")
     p.add_argument("--redis", metavar="URL", default=None,
                    help="backplane: redis://..., fakeredis://, memory:// or none "
                         "(default: $WSKIT_REDIS_URL, else fakeredis in this process)")
@@ -62,7 +63,24 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate-burst", type=int, default=None, metavar="FRAMES",
                    help="the bucket's size (default: twice --rate-limit)")
     p.add_argument("--origin", action="append", default=None, metavar="ORIGIN",
-                   help="allowed Origin (repeatable); default: any")
+                   help="allowed browser Origin (repeatable; '*': any); default: same-origin "
+                        "pages only (Origin host equal to Host) and clients sending no Origin")
+    p.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                   help="a Host name /healthz and /token answer (repeatable), besides IP "
+                        "addresses, localhost and --host (DNS rebinding guard)")
+    p.add_argument("--jwks-url", metavar="URL", default=None,
+                   help="identity provider's JWKS: accept RS256/ES256 tokens signed by its "
+                        "keys (HS256 tokens are then refused)")
+    p.add_argument("--audience", metavar="AUD", default=None,
+                   help="the 'aud' a token must carry")
+    p.add_argument("--issuer", metavar="ISS", default=None,
+                   help="the 'iss' a token must carry")
+    p.add_argument("--max-token-lifetime", type=_positive, default=None, metavar="SECONDS",
+                   help="refuse tokens whose exp - iat exceeds this ('iat' required); "
+                        "default: no maximum")
+    p.add_argument("--handshake-timeout", type=_positive, default=10.0, metavar="SECONDS",
+                   help="drop a connection whose request head is not complete in time "
+                        "(default 10)")
     p.add_argument("--dev-tokens", action="store_true",
                    help="enable GET /token?user=NAME (development only: anyone gets a token)")
     p.add_argument("--loop", choices=LOOPS, default="asyncio",
@@ -82,7 +100,11 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         drain_timeout=args.drain_timeout, namespace=args.namespace,
         presence_ttl=args.presence_ttl, presence_events=args.presence_events,
         origins=tuple(args.origin) if args.origin else None,
-        dev_tokens=args.dev_tokens, **extra,
+        dev_tokens=args.dev_tokens,
+        allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
+        jwks_url=args.jwks_url, audience=args.audience, issuer=args.issuer,
+        max_token_lifetime=args.max_token_lifetime, handshake_timeout=args.handshake_timeout,
+        **extra,
     )
 
 

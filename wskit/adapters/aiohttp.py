@@ -7,8 +7,9 @@ import asyncio
 from aiohttp import WSMsgType, web
 
 from ..core.protocol import close_reason
+from ..security.redact import install_token_filter
 from ..server.chat import ChatServer
-from . import WS_PATH, chat_page, dev_token, health
+from . import BAD_HOST, WS_PATH, chat_page, dev_token, health, page_headers
 
 __all__ = ["create_app", "AiohttpTransport", "SERVER_KEY"]
 
@@ -63,7 +64,7 @@ class AiohttpTransport:
 
 async def _ws_handler(request: web.Request) -> web.StreamResponse:
     server = request.app[SERVER_KEY]
-    if not server.origin_allowed(request.headers.get("Origin")):
+    if not server.origin_allowed(request.headers.get("Origin"), request.headers.get("Host")):
         # Refused before the upgrade: a hijacking page learns nothing.
         raise web.HTTPForbidden(text="origin not allowed\n")
     s = server.settings
@@ -82,16 +83,22 @@ async def _ws_handler(request: web.Request) -> web.StreamResponse:
 
 
 async def _page(request: web.Request) -> web.Response:
-    return web.Response(text=chat_page(), content_type="text/html")
+    return web.Response(text=chat_page(), content_type="text/html", headers=page_headers())
 
 
 async def _token(request: web.Request) -> web.Response:
-    status, body = dev_token(request.app[SERVER_KEY], request.query.get("user"))
+    server = request.app[SERVER_KEY]
+    status, body = (dev_token(server, request.query.get("user"))
+                    if server.host_allowed(request.headers.get("Host")) else BAD_HOST)
     return web.json_response(body, status=status)
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.json_response(health(request.app[SERVER_KEY]))
+    server = request.app[SERVER_KEY]
+    if not server.host_allowed(request.headers.get("Host")):
+        status, body = BAD_HOST
+        return web.json_response(body, status=status)
+    return web.json_response(health(server))
 
 
 def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
@@ -101,6 +108,7 @@ def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
     it on shutdown; the runner passes False because it does that itself, before
     binding, so a bad Redis URL fails in the caller's cell.
     """
+    install_token_filter()  # aiohttp.access would log /ws?token=... (web.run_app)
     app = web.Application()
     app[SERVER_KEY] = server
     app.router.add_get(WS_PATH, _ws_handler)

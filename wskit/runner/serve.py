@@ -35,6 +35,7 @@ from typing import Any, Literal, TypeVar
 from ..adapters.launch import is_aiohttp_app, start_aiohttp, start_uvicorn
 from ..backplane import Backplane
 from ..exceptions import ConfigError, ServerStartError
+from ..security.origins import is_loopback, split_host
 from ..security.tokens import issue_token
 from ..server.chat import ChatServer
 from ..server.settings import Settings
@@ -187,6 +188,8 @@ async def serve(
         await _stop_elsewhere(previous)
     if server is None:
         server = ChatServer(settings, backplane=backplane, **overrides)
+    refuse_exposed_dev_secret(server, host)
+    server.allowed_hosts.add(split_host(host)[0])  # /healthz answers the name it binds
     sock = bind_socket(host, port)
     handle = RunningServer(name, framework, server, sock)
     try:
@@ -196,12 +199,12 @@ async def serve(
             from ..adapters.aiohttp import create_app
 
             handle._stopper, handle._unlisten = await start_aiohttp(
-                create_app(server, manage=False), sock, s.close_timeout)
+                create_app(server, manage=False), sock, s.close_timeout, s.handshake_timeout)
         else:
             from ..adapters.fastapi import create_app as create_asgi
 
             handle._stopper, handle._unlisten = await start_uvicorn(
-                create_asgi(server, manage=False), sock, s.close_timeout,
+                create_asgi(server, manage=False), sock, s.close_timeout, s.handshake_timeout,
                 ws_max_size=s.max_message_size, ws_ping_interval=s.protocol_ping_interval,
                 ws_ping_timeout=s.protocol_ping_timeout)
     except BaseException:
@@ -211,6 +214,20 @@ async def serve(
     _registry[name] = handle
     log.info("wskit %s server %r listening on %s", framework, name, handle.url)
     return handle
+
+
+def refuse_exposed_dev_secret(server: ChatServer, host: str) -> None:
+    """ConfigError unless the development secret stays on loopback.
+
+    The secret is published in wskit's source: on any other address anyone who
+    can reach the port can forge a token for any user.
+    """
+    if server.verifier.dev_secret and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host!r} with the published development secret (anyone "
+            f"could forge tokens): pass --secret (or set WSKIT_SECRET) to a random value of "
+            f"32+ bytes, e.g. python -c 'import secrets; print(secrets.token_hex(32))', "
+            f"or bind 127.0.0.1")
 
 
 async def serve_app(app: Any, *, name: str, host: str = "127.0.0.1", port: int = 0,

@@ -31,7 +31,8 @@ from ..core.hub import Hub
 from ..core.protocol import CloseCode
 from ..core.ratelimit import TokenBucket, Verdict
 from ..exceptions import AuthError, ProtocolError
-from ..security.tokens import resolve_secret, verify_token
+from ..security.origins import host_allowed, origin_allowed
+from ..security.tokens import TokenVerifier, check_secret
 from .connection import Connection, Outgoing, Transport, close_within
 from .delivery import Delivery
 from .logs import client_faults
@@ -69,7 +70,13 @@ class ChatServer:
         if overrides:
             settings = settings.with_(**overrides)
         self.settings = settings
-        self.secret = resolve_secret(settings.secret)
+        #: which keys, ``aud``/``iss`` and lifetime a token needs (HS256 secret or JWKS)
+        self.verifier = TokenVerifier(
+            settings.secret, jwks_url=settings.jwks_url, audience=settings.audience,
+            issuer=settings.issuer, max_lifetime=settings.max_token_lifetime)
+        #: host names (beyond IP literals and ``localhost``) that ``/healthz`` and
+        #: ``/token`` answer to; the runner adds the host it binds
+        self.allowed_hosts: set[str] = {h.lower() for h in settings.allowed_hosts or ()}
         name = settings.instance_name or "wskit"
         self.instance_id = f"{name}-{uuid.uuid4().hex[:6]}"
         self.hub: Hub[Connection] = Hub()
@@ -148,19 +155,42 @@ class ChatServer:
 
     # -- handshake -----------------------------------------------------------
 
-    def origin_allowed(self, origin: str | None) -> bool:
+    @property
+    def secret(self) -> str | None:
+        """The HS256 secret tokens are checked (and issued) with; None with a JWKS."""
+        return self.verifier.secret
+
+    @secret.setter
+    def secret(self, value: str) -> None:  # a key rotation
+        self.verifier.secret = check_secret(value)
+
+    def origin_allowed(self, origin: str | None, host: str | None = None) -> bool:
         """Cross-Site WebSocket Hijacking guard, checked before the upgrade.
 
         Browsers always send ``Origin`` on a WebSocket handshake and a page
         cannot forge it; non-browser clients usually send none and are let
         through (they could forge any header anyway; the token is what
-        authenticates them).
+        authenticates them). With no ``Settings.origins``, only the server's own
+        pages (``Origin`` host equal to the ``Host`` header) pass.
         """
-        allowed = self.settings.origins
-        return allowed is None or origin is None or origin in allowed
+        return origin_allowed(origin, host, self.settings.origins)
 
-    def authenticate(self, token: str | None) -> str:
-        return verify_token(token, self.secret)
+    def host_allowed(self, host: str | None) -> bool:
+        """DNS-rebinding guard for ``/healthz`` and ``/token`` (see security.origins)."""
+        return host_allowed(host, self.allowed_hosts)
+
+    async def claims(self, token: str | None) -> dict[str, Any]:
+        """The claims of a valid token, or :class:`AuthError` saying why not.
+
+        A JWKS key lookup may fetch over the network with blocking urllib, so it
+        runs in a thread, never on the event loop.
+        """
+        v = self.verifier
+        key = await asyncio.to_thread(v.key_for, token) if v.needs_io else None
+        return v.decode(token, key)
+
+    async def authenticate(self, token: str | None) -> str:
+        return str((await self.claims(token))["sub"])
 
     # -- one connection ------------------------------------------------------
 
@@ -171,7 +201,7 @@ class ChatServer:
         upgrade, because a browser cannot read the status of a refused one).
         """
         try:
-            user = self.authenticate(token)
+            user = await self.authenticate(token)
         except AuthError as exc:
             if not await close_within(transport, CloseCode.UNAUTHORIZED, str(exc),
                                       self.settings.close_timeout):
