@@ -254,8 +254,13 @@ async def test_no_token_in_framework_logs(framework, caplog) -> None:
                                 access_log=True, lifespan="on", ws="websockets-sansio")
         userver = uvicorn.Server(config)
         task = asyncio.ensure_future(userver.serve(sockets=[sock]))
-        while not userver.started:
-            await asyncio.sleep(0.01)
+
+        async def started() -> None:  # uvicorn.Server has a flag, not an event
+            while not userver.started and not task.done():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(started(), 10)
+        assert userver.started
 
         async def stop() -> None:
             userver.should_exit = True
