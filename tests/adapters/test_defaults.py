@@ -72,6 +72,7 @@ async def test_the_dev_token_route_folds_and_refuses(start, framework) -> None:
 
 async def test_serve_refuses_the_dev_secret_off_loopback(monkeypatch) -> None:
     monkeypatch.delenv("WSKIT_SECRET")
+    monkeypatch.setattr(wskit.security.tokens, "_warned", False)  # it warns once per process
     with pytest.warns(wskit.security.tokens.DevSecretWarning):
         with pytest.raises(ConfigError, match="--secret.*WSKIT_SECRET"):
             await wskit.serve("aiohttp", host="0.0.0.0", backplane="none", name="exposed")
