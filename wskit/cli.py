@@ -45,6 +45,9 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="RFC 6455 ping frames every S seconds (default off)")
     p.add_argument("--protocol-ping-timeout", type=_positive, default=None, metavar="S")
     p.add_argument("--max-message-size", type=int, default=64 * 1024, metavar="BYTES")
+    p.add_argument("--compression", action="store_true",
+                   help="accept permessage-deflate when a client offers it (default off: "
+                        "tens of KB per connection, a compression per receiver per broadcast)")
     p.add_argument("--history-size", type=int, default=100, metavar="N",
                    help="messages kept per room for recovery and history (0: off)")
     p.add_argument("--history-ttl", type=float, default=3600.0, metavar="SECONDS",
@@ -94,7 +97,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         ping_interval=ping, ping_timeout=None if args.no_ping else args.ping_timeout,
         protocol_ping_interval=args.protocol_ping_interval,
         protocol_ping_timeout=args.protocol_ping_timeout,
-        max_message_size=args.max_message_size,
+        max_message_size=args.max_message_size, compression=args.compression,
         rate_limit=args.rate_limit, rate_burst=args.rate_burst,
         history_size=args.history_size, history_ttl=args.history_ttl,
         drain_timeout=args.drain_timeout, namespace=args.namespace,
@@ -170,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held: seconds held idle (default 10; --quick 3)")
     p.add_argument("--default-heartbeat", action="store_true",
                    help="held: wskit's default heartbeat (20 s / 20 s) instead of 0.5 s / 1 s")
+    p.add_argument("--deflate", action="store_true",
+                   help="every load-generator client offers permessage-deflate, as browsers do "
+                        "(fanout, held)")
     p.add_argument("--pin", action="store_true",
                    help="fanout: the load generator on half the CPUs, the servers on the other "
                         "half (steadier ratios on a small machine)")

@@ -45,9 +45,10 @@ class AiohttpTransport:
         await self.ws.send_str(text)
 
     def try_write(self, wire: bytes) -> bool:
-        """Write a ready-made frame if the socket's buffer has room (no compression here)."""
+        """Write a ready-made frame if the socket's buffer has room and the connection
+        is not compressed (a compressed one needs its own deflate of every frame)."""
         tcp = self._tcp
-        if tcp is None or self.ws.closed or tcp.is_closing():
+        if tcp is None or self.ws.closed or tcp.is_closing() or self.ws.compress:
             return False
         if tcp.get_write_buffer_size() > _WRITE_LIMIT:
             return False  # back-pressure: the writer task will wait for the drain
@@ -72,9 +73,10 @@ async def _ws_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=s.max_message_size,
         heartbeat=s.protocol_ping_interval,
         timeout=s.close_timeout,
-        # no permessage-deflate: chat frames are small, and a broadcast is then
-        # encoded once for all receivers (Outgoing.wire) instead of compressed per receiver
-        compress=False,
+        # permessage-deflate only when asked for (Settings.compression): chat frames are
+        # small, and without it a broadcast is encoded once for all receivers
+        # (Outgoing.wire) instead of compressed per receiver
+        compress=s.compression,
     )
     await ws.prepare(request)
     await server.serve_connection(AiohttpTransport(ws, request.transport),

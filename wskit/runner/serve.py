@@ -206,7 +206,10 @@ async def serve(
             handle._stopper, handle._unlisten = await start_uvicorn(
                 create_asgi(server, manage=False), sock, s.close_timeout, s.handshake_timeout,
                 ws_max_size=s.max_message_size, ws_ping_interval=s.protocol_ping_interval,
-                ws_ping_timeout=s.protocol_ping_timeout)
+                ws_ping_timeout=s.protocol_ping_timeout,
+                # uvicorn accepts permessage-deflate by default; wskit decides, the same
+                # way on both frameworks (Settings.compression)
+                ws_per_message_deflate=s.compression)
     except BaseException:
         sock.close()
         await server.stop()

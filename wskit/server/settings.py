@@ -23,6 +23,11 @@ class Settings:
     #: None: same-origin only (``Origin`` host equal to ``Host``). A request without an
     #: Origin header (not a browser) is always allowed. A refused one gets HTTP 403.
     origins: tuple[str, ...] | None = None
+    #: accept permessage-deflate (RFC 7692) when a client offers it, as every browser
+    #: does. Off by default on both frameworks: each compressed connection keeps two
+    #: zlib contexts (tens of KB), and a broadcast is then compressed once per receiver
+    #: instead of encoded once for all (docs/benchmarks.md has the measured cost)
+    compression: bool = False
     #: largest accepted frame; a bigger one closes the connection with 1009
     max_message_size: int = 64 * 1024
     #: frames a connection may have queued before it is closed with 4008
