@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import socket
@@ -33,6 +34,7 @@ from typing import Any, Literal, TypeVar
 
 from ..backplane import Backplane
 from ..exceptions import ConfigError, ServerStartError
+from ..security.policy import Authorize
 from ..security.tokens import issue_token
 from ..server.chat import ChatServer
 from ..server.logs import quiet_uvicorn_client_faults
@@ -49,6 +51,16 @@ __all__ = ["serve", "serve_app", "serve_in_thread", "RunningServer", "ThreadedSe
 
 #: name -> the server started under that name, so a re-run cell can replace it
 _registry: dict[str, RunningServer] = {}
+
+
+def is_loopback(host: str) -> bool:
+    """Does ``host`` name this machine only (127.0.0.0/8, ::1, localhost)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -107,9 +119,9 @@ class RunningServer:
         """The chat page."""
         return f"http://{self.base_url}/"
 
-    def token(self, user: str, ttl: float = 3600.0) -> str:
-        """A token this server accepts."""
-        return issue_token(user, self.server.secret if self.server else None, ttl)
+    def token(self, user: str, ttl: float = 3600.0, **claims: object) -> str:
+        """A token this server accepts; ``claims`` are added (``rooms={"lobby": "rw"}``)."""
+        return issue_token(user, self.server.secret if self.server else None, ttl, **claims)
 
     def url_for(self, user: str, ttl: float = 3600.0) -> str:
         """The endpoint with a fresh token for ``user`` in the query string."""
@@ -168,6 +180,7 @@ async def serve(
     settings: Settings | None = None,
     backplane: Backplane | str | None = None,
     server: ChatServer | None = None,
+    authorize: Authorize | str | None = None,
     **overrides: Any,
 ) -> RunningServer:
     """Start a wskit server on the running loop and return its handle.
@@ -178,6 +191,10 @@ async def serve(
     in-process fakeredis shared by every server of this process.
     ``server``: a ready :class:`ChatServer` (or subclass) to serve instead of
     building one; ``settings``, ``backplane`` and ``overrides`` are then unused.
+    ``authorize``: the policy, ``"open"``, ``"claims"`` or a function
+    ``authorize(user, claims, action, room_or_user) -> bool`` (sync or async); by
+    default ``open`` on loopback and ``claims`` on any other address (secure by
+    default: there ``open`` must be asked for), see docs/authorization.md.
     """
     if framework not in FRAMEWORKS:
         raise ConfigError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
@@ -185,7 +202,10 @@ async def serve(
     if previous is not None:
         await _stop_elsewhere(previous)
     if server is None:
-        server = ChatServer(settings, backplane=backplane, **overrides)
+        if authorize is None and (overrides.get("authorize") or (
+                settings.authorize if settings is not None else None)) is None:
+            authorize = "open" if is_loopback(host) else "claims"
+        server = ChatServer(settings, backplane=backplane, authorize=authorize, **overrides)
     sock = bind_socket(host, port)
     handle = RunningServer(name, framework, server, sock)
     try:
