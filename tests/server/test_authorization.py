@@ -495,3 +495,63 @@ async def test_connection_bounds_over_sockets(start, clients, framework):
     with pytest.raises(wskit.ConnectionClosed) as info:
         await clients(srv, user="bob")
     assert info.value.code == CloseCode.TOO_MANY_CONNECTIONS
+
+
+async def test_200_joins_over_sockets(start, clients, framework):
+    srv = await start(framework)
+    alice = await clients(srv, user="alice")
+    for i in range(200):
+        await alice.send_raw({"type": "join", "roomId": f"room-{i}", "ref": i})
+    replies = [await alice.receive() for _ in range(200)]
+    kinds = [r.get("code", r["type"]) for r in replies]
+    assert kinds == ["joined"] * 128 + ["too_many_rooms"] * 72
+
+
+async def test_a_client_stops_refreshing_once_closed_for_good(start, clients):
+    srv = await start("aiohttp")
+    alice = await clients(srv, user="alice")
+    assert alice.refresher is not None
+    task = alice.refresher._task
+    await srv.server.revoke("alice")
+    await alice.wait_closed()
+    assert task is not None
+    await asyncio.wait_for(asyncio.shield(task), 2)  # ended by itself, not by close()
+
+
+# -- the command line ---------------------------------------------------------------
+
+
+def test_token_command_grants_rooms(capsys: pytest.CaptureFixture[str]) -> None:
+    from wskit.cli import main
+    from wskit.security.policy import token_claims
+
+    secret = "cli-secret-0123456789abcdef0123456789"
+    assert main(["token", "eve", "--secret", secret, "--room", "lobby=rw",
+                 "--room", "team-*=r", "--direct"]) == 0
+    tok = capsys.readouterr().out.strip().splitlines()[-1]
+    assert wskit.verify_token(tok, secret) == "eve"
+    claims = token_claims(tok)
+    assert claims["rooms"] == {"lobby": "rw", "team-*": "r"} and claims["direct"] is True
+    assert main(["token", "eve", "--secret", secret, "--room", "lobby=w"]) == 1
+    assert "PATTERN=r" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("framework", ["aiohttp", "fastapi"])
+async def test_serve_authorize_claims_on_the_command_line(framework: str) -> None:
+    from processes import first_line, interrupt, spawn
+
+    secret = "cli-secret-0123456789abcdef0123456789"
+    proc = await spawn("serve", "--framework", framework, "--port", "0", "--secret", secret,
+                       "--redis", "none", "--authorize", "claims",
+                       "--max-rooms-per-connection", "2")
+    try:
+        url = await first_line(proc)
+        tok = wskit.issue_token("eve", secret, rooms={"lobby": "rw", "news": "r", "x*": "r"})
+        async with wskit.connect(url, token=tok) as eve:
+            assert (await eve.join("lobby"))["type"] == "joined"
+            assert await _probe(eve) == ["forbidden"] * 6
+            assert (await eve.join("news"))["type"] == "joined"
+            with pytest.raises(ServerError, match="too_many_rooms"):
+                await eve.join("x1")
+    finally:
+        assert await interrupt(proc) == 0

@@ -72,8 +72,13 @@ class Refresher:
             expires = client.welcome.get("expiresAt")  # a reconnect brings a new welcome
             if not isinstance(expires, (int, float)):
                 return  # a token without exp, or a server without refresh
-            # a timer, not synchronisation: the token's life is wall-clock time
-            await asyncio.sleep(refresh_delay(time.time(), expires))
+            # until it is time to refresh (the token's life is wall-clock time), or the
+            # client closes for good: then there is nothing left to refresh
+            try:
+                await client.wait_closed(timeout=max(1e-3, refresh_delay(time.time(), expires)))
+                return
+            except asyncio.TimeoutError:
+                pass
             try:
                 token = await self._token()
                 reply = await client.request({"type": "refresh", "token": token})
