@@ -22,7 +22,15 @@ from ..core import protocol
 from ..core.hub import Hub
 from ..core.protocol import CloseCode
 from ..exceptions import AuthError, BackplaneUnavailable
-from ..security.policy import ROOM_ACTIONS, Authorize, ClaimsPolicy, decide, room_mode, token_claims
+from ..security.policy import (
+    ROOM_ACTIONS,
+    Authorize,
+    ClaimsPolicy,
+    decide,
+    resolve,
+    room_mode,
+    token_claims,
+)
 from .connection import Connection
 from .presence import Presence
 from .settings import Settings
@@ -63,12 +71,14 @@ class Authority:
     """One server's authorization state (see the module docstring)."""
 
     def __init__(self, settings: Settings, hub: Hub[Connection], presence: Presence,
-                 policy: Authorize | None, authenticate: Callable[[str | None], str]) -> None:
+                 authorize: Authorize | str | None,
+                 authenticate: Callable[[str | None], str]) -> None:
         self.settings = settings
         self.hub = hub
         self.presence = presence
         #: None: the open policy (nothing to ask, nothing hidden)
-        self.policy = policy
+        self.policy: Authorize | None = resolve(
+            authorize if authorize is not None else settings.authorize, self.shares_room)
         self._authenticate = authenticate
         self._grants: dict[Connection, _Grant] = {}
         self._per_ip: dict[str, int] = {}
@@ -92,7 +102,10 @@ class Authority:
 
     def attach(self, conn: Connection, token: str, remote: str | None) -> float | None:
         """Keep the claims of ``conn``'s (verified) token; returns its ``exp``."""
-        grant = self._grants[conn] = _Grant(token_claims(token), remote)
+        claims = token_claims(token)
+        grant = self._grants[conn] = _Grant(claims, remote)
+        if self.policy is None:  # nothing will ask: keep the expiry, not the whole payload
+            grant.claims = {}
         if remote is not None:
             self._per_ip[remote] = self._per_ip.get(remote, 0) + 1
         self._schedule(conn, grant)
@@ -197,8 +210,9 @@ class Authority:
         grant = self._grants.get(conn)
         if grant is None:  # closing
             return
-        grant.claims, grant.modes = token_claims(req.token), {}
-        grant.expires_at = _exp(grant.claims)
+        claims = token_claims(req.token)
+        grant.expires_at = _exp(claims)
+        grant.claims, grant.modes = (claims if self.policy is not None else {}), {}
         self._schedule(conn, grant)
         conn.deliver(protocol.reply("refreshed", req.ref, expiresAt=grant.expires_at))
 

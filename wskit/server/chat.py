@@ -31,7 +31,7 @@ from ..core.hub import Hub
 from ..core.protocol import CloseCode
 from ..core.ratelimit import TokenBucket, Verdict
 from ..exceptions import AuthError, ProtocolError
-from ..security.policy import Authorize, resolve
+from ..security.policy import Authorize
 from ..security.tokens import resolve_secret, verify_token
 from .authority import REVOKE, Authority
 from .connection import Connection, Outgoing, Transport, close_within
@@ -94,10 +94,8 @@ class ChatServer:
         #: join, leave, history and presence requests
         self.membership = Membership(settings, self.hub, self.relay, self.log, self.presence)
         #: who may do what, and until when (docs/authorization.md)
-        self.authority = Authority(settings, self.hub, self.presence, None, self.authenticate)
-        self.authority.policy = resolve(
-            authorize if authorize is not None else settings.authorize,
-            self.authority.shares_room)
+        self.authority = Authority(settings, self.hub, self.presence, authorize,
+                                   self.authenticate)
         # under any policy but open, no reply says whether another user is online
         self.delivery.hide_offline = not self.authority.open
         #: by id: a post back from the bus names its sender by id
