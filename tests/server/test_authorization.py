@@ -210,7 +210,7 @@ async def test_a_token_expiring_on_a_live_connection_closes_it_with_4001(make_se
     closed_at = time.time()
     assert p.transport.close_code == CloseCode.UNAUTHORIZED
     assert p.transport.close_reason == "token expired"
-    assert exp <= closed_at <= exp + 1
+    assert exp - 0.05 <= closed_at <= exp + 1  # (the loop's timer, against the wall clock)
 
 
 async def test_refreshed_every_second_it_lives_on(make_server):
@@ -275,7 +275,7 @@ async def test_token_grace_delays_the_expiry_close(make_server):
     exp = wskit.security.policy.token_claims(tok)["exp"]
     p = await Peer(server, "alice", tok).connect()
     await asyncio.wait_for(p.transport.closed.wait(), timeout=exp - time.time() + 2)
-    assert exp + 0.5 <= time.time() <= exp + 1.5
+    assert exp + 0.45 <= time.time() <= exp + 1.5
     assert p.transport.close_code == CloseCode.UNAUTHORIZED
 
 
