@@ -555,3 +555,32 @@ async def test_serve_authorize_claims_on_the_command_line(framework: str) -> Non
                 await eve.join("x1")
     finally:
         assert await interrupt(proc) == 0
+
+
+# -- the client's refresher (wskit.client.refresh) ------------------------------------
+
+
+def test_refresh_delay() -> None:
+    from wskit.client.refresh import LEAD, refresh_delay
+
+    assert refresh_delay(100.0, 102.0) == 1.0  # half-way through a short life
+    assert refresh_delay(0.0, 3600.0) == 3600.0 - LEAD  # at most LEAD before the end
+    assert refresh_delay(10.0, 9.0) == 0.0  # already over: at once
+    assert 0 < refresh_delay(0.0, 0.1) <= 0.1
+
+
+async def test_a_refused_refresh_leaves_the_expiry_in_place(start, clients, caplog):
+    srv = await start("aiohttp")
+    issued = [srv.token("alice", ttl=2)]
+
+    def tokens() -> str:  # the first for the connection, then someone else's
+        issued.append(srv.token("mallory", ttl=60))
+        return issued[0] if len(issued) == 2 else issued[-1]
+
+    alice = await clients(srv, token=tokens)
+    exp = alice.welcome["expiresAt"]
+    assert await alice.wait_closed(timeout=exp - time.time() + 2) == CloseCode.UNAUTHORIZED
+    assert time.time() <= exp + 1
+    assert alice.refresher is not None and alice.refresher.refreshes == 0
+    assert "token refresh failed" in caplog.text
+    assert len(issued) <= 6  # retried with a backoff, not in a loop

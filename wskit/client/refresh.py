@@ -68,6 +68,7 @@ class Refresher:
 
     async def _run(self) -> None:
         client = self.client
+        failures = 0
         while True:
             expires = client.welcome.get("expiresAt")  # a reconnect brings a new welcome
             if not isinstance(expires, (int, float)):
@@ -90,11 +91,14 @@ class Refresher:
                 await asyncio.sleep(_FLOOR)  # the close may not have been seen yet
                 continue
             except (ServerError, asyncio.TimeoutError) as exc:
-                log.warning("token refresh failed (retrying): %s", exc)
-                await asyncio.sleep(_FLOOR)
+                failures += 1
+                wait = min(LEAD, _FLOOR * 2 ** failures)  # a refusal may well repeat
+                log.warning("token refresh failed (retrying in %.2g s): %s", wait, exc)
+                await asyncio.sleep(wait)
                 continue
             except Exception:
                 log.exception("the token source failed; the connection closes at expiry")
                 return
             self.refreshes += 1
+            failures = 0
             client.welcome["expiresAt"] = reply.get("expiresAt")
