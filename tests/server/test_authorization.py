@@ -269,6 +269,24 @@ async def test_a_refresh_brings_new_grants(make_server):
                              "content": "x"}))["type"] == "sent"
 
 
+async def test_a_refresh_with_fewer_grants_leaves_those_rooms(make_server):
+    server = await make_server(authorize="claims")
+    p = await peer(server, "alice", rooms={"lobby": "rw", "team-*": "rw"})
+    for room in ("lobby", "team-red", "team-blue"):
+        await p.request({"type": "join", "roomId": room})
+    bob = await peer(server, "bob", rooms={"team-red": "rw"})
+    await bob.request({"type": "join", "roomId": "team-red"})
+    reply = await p.request({"type": "refresh",
+                             "token": token(server, "alice", rooms={"team-blue": "r"})})
+    assert reply["type"] == "refreshed"
+    left = [await p.recv(), await p.recv()]
+    assert left == [{"type": "left", "roomId": "lobby"}, {"type": "left", "roomId": "team-red"}]
+    assert server.hub.rooms_of(p.conn) == ["team-blue"]
+    await bob.request({"type": "message", "roomId": "team-red", "content": "not for alice"})
+    assert (await p.request({"type": "ping"}))["type"] == "pong"
+    assert p.unread() == []
+
+
 async def test_token_grace_delays_the_expiry_close(make_server):
     server = await make_server(token_grace=0.5)
     tok = token(server, "alice", ttl=1)

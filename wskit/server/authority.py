@@ -194,8 +194,13 @@ class Authority:
                 return False  # unknown: refuse
         return False
 
-    def refresh(self, conn: Connection, req: protocol.Refresh) -> None:
-        """A new token for the live connection: same user, or an error and no change."""
+    async def refresh(self, conn: Connection, req: protocol.Refresh,
+                      leave: Callable[[Connection, protocol.Leave], None]) -> None:
+        """A new token for the live connection: same user, or an error and no change.
+
+        Its claims apply at once: after ``refreshed``, every room the new token no
+        longer lets the connection join is left (``leave``: one ``left`` frame each,
+        without a ``ref``), so narrower grants take effect without a reconnect."""
         try:
             user = self._authenticate(req.token)
         except AuthError as exc:
@@ -215,6 +220,11 @@ class Authority:
         grant.claims, grant.modes = (claims if self.policy is not None else {}), {}
         self._schedule(conn, grant)
         conn.deliver(protocol.reply("refreshed", req.ref, expiresAt=grant.expires_at))
+        if self.policy is None:
+            return
+        for room in self.hub.rooms_of(conn):
+            if not await self.allows(conn, "join", room) and self.hub.is_member(conn, room):
+                leave(conn, protocol.Leave(room))
 
     # -- revocation ----------------------------------------------------------
 

@@ -331,7 +331,7 @@ class ChatServer:
             case protocol.Ping():
                 conn.deliver(protocol.reply("pong", request.ref))
             case protocol.Refresh():
-                self.authority.refresh(conn, request)
+                await self.authority.refresh(conn, request, self.membership.leave)
 
     def _admit(self, conn: Connection, ref: protocol.Ref) -> bool:
         """Spend a token of the connection's rate limit; answer or close if none is left."""
