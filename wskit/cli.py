@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .exceptions import WskitError
 from .runner.serve import FRAMEWORKS, LOOPS, run, serve
+from .security.policy import POLICIES
 from .security.tokens import issue_token
 
 __all__ = ["main"]
@@ -88,6 +89,19 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="enable GET /token?user=NAME (development only: anyone gets a token)")
     p.add_argument("--loop", choices=LOOPS, default="asyncio",
                    help="event loop (uvloop: pip install 'wskit[fast]'; default asyncio)")
+    p.add_argument("--authorize", choices=POLICIES, default=None,
+                   help="who may do what (docs/authorization.md): open lets every user do "
+                        "everything, claims reads the token's 'rooms' claim (default: open on "
+                        "loopback, claims on any other --host)")
+    p.add_argument("--token-grace", type=float, default=0.0, metavar="SECONDS",
+                   help="close a connection this long after its token's exp (default 0)")
+    p.add_argument("--max-rooms-per-connection", type=int, default=128, metavar="N",
+                   help="rooms one connection may be in (default 128; over it: too_many_rooms)")
+    p.add_argument("--max-connections-per-user", type=int, default=None, metavar="N",
+                   help="connections per user on this instance (default: no bound; over: 4009)")
+    p.add_argument("--max-connections-per-ip", type=int, default=None, metavar="N",
+                   help="connections per client IP on this instance (default: no bound; "
+                        "over: 4009)")
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
@@ -107,7 +121,10 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
         jwks_url=args.jwks_url, audience=args.audience, issuer=args.issuer,
         max_token_lifetime=args.max_token_lifetime, handshake_timeout=args.handshake_timeout,
-        **extra,
+        authorize=args.authorize, token_grace=args.token_grace,
+        max_rooms_per_connection=args.max_rooms_per_connection,
+        max_connections_per_user=args.max_connections_per_user,
+        max_connections_per_ip=args.max_connections_per_ip, **extra,
     )
 
 
@@ -127,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     p.add_argument("--secret")
     p.add_argument("--ttl", type=_positive, default=3600.0, metavar="SECONDS")
+    p.add_argument("--room", action="append", default=None, metavar="PATTERN=MODE",
+                   help="grant for --authorize claims, e.g. lobby=rw or 'team-*=r' (repeatable)")
+    p.add_argument("--direct", action="store_true",
+                   help="may send direct messages to anyone (--authorize claims)")
 
     p = sub.add_parser("fakeredis", help="run an in-memory fake Redis over TCP")
     p.add_argument("--host", default="127.0.0.1")
@@ -189,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "token":
-            print(issue_token(args.user, args.secret, args.ttl), flush=True)
+            print(issue_token(args.user, args.secret, args.ttl, **_grant_claims(args)), flush=True)
             return 0
         if args.command == "fakeredis":
             return _fakeredis(args)
@@ -221,6 +242,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WskitError as exc:
         print(f"wskit: error: {exc}", file=sys.stderr, flush=True)
         return 1
+
+
+def _grant_claims(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``rooms`` and ``direct`` claims of ``token --room P=M --direct``."""
+    claims: dict[str, Any] = {}
+    if args.room:
+        rooms = {}
+        for item in args.room:
+            pattern, _, mode = item.rpartition("=")
+            if not pattern or mode not in ("r", "rw"):
+                raise WskitError(f"--room takes PATTERN=r or PATTERN=rw, got {item!r}")
+            rooms[pattern] = mode
+        claims["rooms"] = rooms
+    if args.direct:
+        claims["direct"] = True
+    return claims
 
 
 async def _serve(args: argparse.Namespace) -> None:

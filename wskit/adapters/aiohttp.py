@@ -80,7 +80,7 @@ async def _ws_handler(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     await server.serve_connection(AiohttpTransport(ws, request.transport),
-                                  request.query.get("token"))
+                                  request.query.get("token"), remote=request.remote)
     return ws
 
 

@@ -114,7 +114,8 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
             await websocket.close(code=1008)
             return
         await websocket.accept()
-        await server.serve_connection(StarletteTransport(websocket), token)
+        await server.serve_connection(StarletteTransport(websocket), token,
+                                      remote=websocket.client.host if websocket.client else None)
 
     @app.get("/healthz")
     async def _health(request: Request) -> JSONResponse:

@@ -36,6 +36,7 @@ from ..adapters.launch import is_aiohttp_app, start_aiohttp, start_uvicorn
 from ..backplane import Backplane
 from ..exceptions import ConfigError, ServerStartError
 from ..security.origins import is_loopback, split_host
+from ..security.policy import Authorize
 from ..security.tokens import issue_token
 from ..server.chat import ChatServer
 from ..server.settings import Settings
@@ -109,9 +110,9 @@ class RunningServer:
         """The chat page."""
         return f"http://{self.base_url}/"
 
-    def token(self, user: str, ttl: float = 3600.0) -> str:
-        """A token this server accepts."""
-        return issue_token(user, self.server.secret if self.server else None, ttl)
+    def token(self, user: str, ttl: float = 3600.0, **claims: object) -> str:
+        """A token this server accepts; ``claims`` are added (``rooms={"lobby": "rw"}``)."""
+        return issue_token(user, self.server.secret if self.server else None, ttl, **claims)
 
     def url_for(self, user: str, ttl: float = 3600.0) -> str:
         """The endpoint with a fresh token for ``user`` in the query string."""
@@ -170,6 +171,7 @@ async def serve(
     settings: Settings | None = None,
     backplane: Backplane | str | None = None,
     server: ChatServer | None = None,
+    authorize: Authorize | str | None = None,
     **overrides: Any,
 ) -> RunningServer:
     """Start a wskit server on the running loop and return its handle.
@@ -180,6 +182,10 @@ async def serve(
     in-process fakeredis shared by every server of this process.
     ``server``: a ready :class:`ChatServer` (or subclass) to serve instead of
     building one; ``settings``, ``backplane`` and ``overrides`` are then unused.
+    ``authorize``: the policy, ``"open"``, ``"claims"`` or a function
+    ``authorize(user, claims, action, room_or_user) -> bool`` (sync or async); by
+    default ``open`` on loopback and ``claims`` on any other address (secure by
+    default: there ``open`` must be asked for), see docs/authorization.md.
     """
     if framework not in FRAMEWORKS:
         raise ConfigError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
@@ -187,7 +193,10 @@ async def serve(
     if previous is not None:
         await _stop_elsewhere(previous)
     if server is None:
-        server = ChatServer(settings, backplane=backplane, **overrides)
+        if authorize is None and (overrides.get("authorize") or (
+                settings.authorize if settings is not None else None)) is None:
+            authorize = "open" if is_loopback(host) else "claims"
+        server = ChatServer(settings, backplane=backplane, authorize=authorize, **overrides)
     refuse_exposed_dev_secret(server, host)
     server.allowed_hosts.add(split_host(host)[0])  # /healthz answers the name it binds
     sock = bind_socket(host, port)

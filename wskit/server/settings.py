@@ -93,6 +93,21 @@ class Settings:
     #: seconds a new TCP connection has to send a complete request head (the
     #: WebSocket handshake); slower ones are dropped (slowloris)
     handshake_timeout: float = 10.0
+    #: the authorization policy by name (docs/authorization.md): "open" lets every
+    #: user do everything, "claims" reads the token's "rooms" claim; None: "open" here,
+    #: while ``wskit.serve`` picks "claims" for any address but loopback
+    authorize: str | None = None
+    #: a connection whose token expires without a ``refresh`` is closed with 4001 this
+    #: long after its ``exp`` (seconds; clock skew between issuer and server)
+    token_grace: float = 0.0
+    #: rooms one connection may be in at once (as Centrifugo's 128); None: no bound
+    max_rooms_per_connection: int | None = 128
+    #: connections one user may hold on this instance; None: no bound (load tests and
+    #: tabs share a user). Over it: close 4009
+    max_connections_per_user: int | None = None
+    #: connections one client IP may hold on this instance; None: no bound (offices
+    #: share an IP). Over it: close 4009
+    max_connections_per_ip: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_message_size < 256:
@@ -113,6 +128,16 @@ class Settings:
             raise ValueError("history_size must be 0 (off) or more")
         if self.history_ttl <= 0 or self.drain_timeout <= 0 or self.presence_ttl <= 0:
             raise ValueError("history_ttl, presence_ttl and drain_timeout must be positive")
+        if self.token_grace < 0:
+            raise ValueError("token_grace must be 0 or more")
+        for name in ("max_rooms_per_connection", "max_connections_per_user",
+                     "max_connections_per_ip"):
+            bound = getattr(self, name)
+            if bound is not None and bound < 1:
+                raise ValueError(f"{name} must be at least 1 (use None for no bound)")
+        if self.authorize not in (None, "open", "claims"):
+            raise ValueError("authorize must be 'open' or 'claims' (a function: pass it "
+                             "to ChatServer or serve as authorize=)")
         if self.rate_burst is not None and self.rate_burst < 1:
             raise ValueError("rate_burst must be at least 1")
         if isinstance(self.origins, str):
