@@ -38,6 +38,7 @@ from ..core.protocol import encode
 from ..core.reconnect import Backoff, should_reconnect
 from ..exceptions import ConnectionClosed, ServerError
 from ..security.tokens import issue_token
+from .refresh import Refresher
 
 __all__ = ["Client", "connect", "SyncClient"]
 
@@ -143,6 +144,8 @@ class Client:
         self._closed = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
+        #: refreshes the token before ``welcome["expiresAt"]`` (wskit.client.refresh)
+        self.refresher: Refresher | None = None
 
     # -- connecting ----------------------------------------------------------
 
@@ -169,7 +172,18 @@ class Client:
             await self._teardown()
             raise
         self.welcome = first
+        if self._can_refresh_token():
+            self.refresher = Refresher(self, self._new_token).start()
         return self
+
+    async def _new_token(self) -> str:
+        """A fresh token for this client's user, to refresh the live connection."""
+        if self._token_source is not None:
+            return await _call(self._token_source)
+        target = self._targets[self._target_index]
+        if hasattr(target, "token") and not isinstance(target, str):
+            return str(target.token(self._user))
+        return issue_token(self._user or "", self._secret)
 
     async def _open(self, url: str) -> aiohttp.ClientWebSocketResponse[Any]:
         assert self._session is not None
@@ -523,6 +537,8 @@ class Client:
     async def _teardown(self, code: int = 1000) -> None:
         self._app_closed = True
         self._reading.set()
+        if self.refresher is not None:
+            await self.refresher.stop()
         if self._ws is not None and not self._ws.closed:
             try:
                 await self._ws.close(code=code)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "Since",
     "Ping",
     "Pong",
+    "Refresh",
     "Request",
     "Ref",
     "parse",
@@ -66,6 +68,7 @@ class CloseCode(enum.IntEnum):
     HEARTBEAT_TIMEOUT = 4002  #: no ``pong`` within ``ping_timeout`` of a ``ping``
     SLOW_CONSUMER = 4008  #: the client stopped reading: its outbox overflowed or did not drain
     RATE_LIMITED = 4029  #: the client kept sending after ``rate_limited`` errors (cf. HTTP 429)
+    TOO_MANY_CONNECTIONS = 4009  #: over ``max_connections_per_user`` or ``_per_ip`` (final)
 
 
 #: Error codes carried by ``{"type": "error", "code": ...}`` frames.
@@ -85,6 +88,11 @@ ERROR_CODES: dict[str, str] = {
                            "cannot be reached",
     "rate_limited": "the connection sent frames faster than the server's rate limit; "
                     "this frame was dropped",
+    "forbidden": "the authorization policy refused the request (nothing is said about "
+                 "whether the room or user exists)",
+    "too_many_rooms": "the connection is already in max_rooms_per_connection rooms",
+    "invalid_token": "a refresh token was refused (bad, expired, or for another user); "
+                     "the connection keeps its current token",
 }
 
 #: Room ids: 1-64 word characters, dots, colons or dashes. They become part of
@@ -159,7 +167,15 @@ class Pong:
     ref: str | int | None = None
 
 
-Request = Join | Leave | Post | Direct | Ping | Pong | History | PresenceQuery
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """``{"type": "refresh", "token": T}``: a new token for the live connection."""
+
+    token: str
+    ref: str | int | None = None
+
+
+Request = Join | Leave | Post | Direct | Ping | Pong | History | PresenceQuery | Refresh
 
 _JSON_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
                     list: "an array", dict: "an object", type(None): "null"}
@@ -197,7 +213,10 @@ def _check_encodable(value: str, name: str) -> None:
 
 
 def _room(obj: dict, kind: str) -> str:
-    room = _field(obj, "roomId", kind)
+    # NFKC first (UAX #15): compatibility forms such as U+217C and U+2113 ("ⅼobby",
+    # "ℓobby") become "lobby", so one room has one id. Cross-script look-alikes (a
+    # Cyrillic "а") are distinct letters and stay distinct: the application's to police.
+    room = unicodedata.normalize("NFKC", _field(obj, "roomId", kind))
     if not ROOM_PATTERN.fullmatch(room):
         raise ProtocolError(
             "invalid_value",
@@ -302,6 +321,11 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
         if not 0 < len(to) <= _MAX_USER_LEN:
             raise ProtocolError("invalid_value", f"field 'to' must be 1-{_MAX_USER_LEN} characters")
         return Direct(to, _field(obj, "content", kind), ref)
+    if kind == "refresh":
+        token = _field(obj, "token", kind)
+        if not token:
+            raise ProtocolError("invalid_value", "field 'token' must be a non-empty JWT")
+        return Refresh(token, ref)
     if kind == "pong":
         return Pong(ref)
     if kind == "ping":
@@ -309,7 +333,8 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
     raise ProtocolError(
         "unknown_type",
         f"unknown frame type {kind[:40]!r}; expected one of "
-        "'join', 'leave', 'message', 'direct', 'history', 'presence', 'ping', 'pong'",
+        "'join', 'leave', 'message', 'direct', 'history', 'presence', 'refresh', 'ping', "
+        "'pong'",
     )
 
 
