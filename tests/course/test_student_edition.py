@@ -124,18 +124,21 @@ def test_student_copy_keeps_cells_and_tags() -> None:
 @pytest.mark.notebook
 @pytest.mark.timeout(240)
 def test_the_student_html_holds_no_solution(tmp_path: Path) -> None:
-    """``course-html --edition student`` on two notebooks with exercises (CI builds all)."""
+    """``course-html --edition student`` on three notebooks with exercises or questions
+    (CI builds all)."""
+    from wskit.course import questions
     from wskit.course.html import EXPECTED_TO_FAIL, build_html
 
-    names = ["05_exercises.ipynb", "07_recovery.ipynb"]
+    names = ["04_heartbeats.ipynb", "05_exercises.ipynb", "07_recovery.ipynb"]
     pages = build_html(NOTEBOOKS, tmp_path, names=names, edition="student")
-    assert [p.name for p in pages] == ["05_exercises.html", "07_recovery.html", "index.html"]
+    assert [p.name for p in pages] == [n.replace(".ipynb", ".html") for n in names] + ["index.html"]
     for name, page in zip(names, pages):
         raw = page.read_text(encoding="utf-8")
         text = _visible_text(raw)
         assert not _leaks(text, name), name
         assert "Traceback" not in text and "reliability.py" not in text and "chat.py" not in text
-        checks = sum(1 for e in EXERCISES if f"{e.notebook}.ipynb" == name)
+        checks = (sum(1 for e in EXERCISES if f"{e.notebook}.ipynb" == name)
+                  + len(questions.for_notebook(name)))
         assert text.count(EXPECTED_TO_FAIL.replace("*", "")) == checks, name
         assert "not implemented yet" in text and "your teacher" in text
     assert "student edition" in pages[-1].read_text(encoding="utf-8")
