@@ -34,7 +34,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from ..core.protocol import encode
+from ..core import protocol
 from ..core.reconnect import Backoff, should_reconnect
 from ..exceptions import ConnectionClosed, ServerError
 from ..security.tokens import issue_token
@@ -43,7 +43,7 @@ __all__ = ["Client", "connect", "SyncClient"]
 
 log = logging.getLogger("wskit.client")
 
-_PONG = encode({"type": "pong"})
+_PONG = protocol.encode(protocol.pong_request())
 _IGNORED = (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG)
 _CLOSED = object()
 
@@ -223,21 +223,21 @@ class Client:
         return reply
 
     def join(self, room: str) -> Awaitable[dict[str, Any]]:
-        return self.request({"type": "join", "roomId": room})
+        return self.request(protocol.join_request(room))
 
     def leave(self, room: str) -> Awaitable[dict[str, Any]]:
-        return self.request({"type": "leave", "roomId": room})
+        return self.request(protocol.leave_request(room))
 
     def send(self, room: str, content: str) -> Awaitable[dict[str, Any]]:
         """Post to a room; returns the ``sent`` acknowledgement (with the message id)."""
-        return self.request({"type": "message", "roomId": room, "content": content})
+        return self.request(protocol.post_request(room, content))
 
     def direct(self, to: str, content: str) -> Awaitable[dict[str, Any]]:
-        return self.request({"type": "direct", "to": to, "content": content})
+        return self.request(protocol.direct_request(to, content))
 
     async def presence(self, room: str) -> list[str]:
         """Who is in ``room`` (joined) on any instance."""
-        return list((await self.request({"type": "presence", "roomId": room}))["users"])
+        return list((await self.request(protocol.presence_request(room)))["users"])
 
     async def send_raw(self, data: str | bytes | dict[str, Any]) -> None:
         """Send anything, valid or not: a dict as JSON, a str as text, bytes as binary.
@@ -397,9 +397,9 @@ class Client:
     async def _rejoin_rooms(self) -> None:
         """Rejoin every room with ``since``: the server replays what was missed."""
         for room, seen in list(self.rooms.items()):
-            frame: dict[str, Any] = {"type": "join", "roomId": room}
-            if seen.get("offset") is not None and seen.get("epoch"):
-                frame["since"] = {"offset": seen["offset"], "epoch": seen["epoch"]}
+            since = (protocol.Since(seen["offset"], seen["epoch"])
+                     if seen.get("offset") is not None and seen.get("epoch") else None)
+            frame = protocol.join_request(room, since=since)
             try:
                 await self.request(frame)
             except (ConnectionClosed, ServerError, asyncio.TimeoutError) as exc:

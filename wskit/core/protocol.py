@@ -38,6 +38,14 @@ __all__ = [
     "Ref",
     "parse",
     "encode",
+    "join_request",
+    "leave_request",
+    "post_request",
+    "direct_request",
+    "history_request",
+    "presence_request",
+    "ping_request",
+    "pong_request",
     "error_frame",
     "ROOM_PATTERN",
 ]
@@ -307,6 +315,64 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
         f"unknown frame type {kind[:40]!r}; expected one of "
         "'join', 'leave', 'message', 'direct', 'history', 'presence', 'ping', 'pong'",
     )
+
+
+# -- requests: what a client sends ----------------------------------------------
+#
+# The inverse of parse(): parse(encode(join_request("r"))) == Join("r"). The client,
+# the benchmarks' clients and the fuzzer build their frames here, so the wire
+# format of a request has one owner (tests/core/test_protocol.py ties the two).
+
+
+def _with_ref(frame: dict[str, Any], ref: Ref) -> dict[str, Any]:
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def join_request(room: str, *, since: Since | None = None, ref: Ref = None) -> dict[str, Any]:
+    """``join``; with ``since``, the server replays what came after that position."""
+    frame: dict[str, Any] = {"type": "join", "roomId": room}
+    if since is not None:
+        frame["since"] = {"offset": since.offset, "epoch": since.epoch}
+    return _with_ref(frame, ref)
+
+
+def leave_request(room: str, *, ref: Ref = None) -> dict[str, Any]:
+    return _with_ref({"type": "leave", "roomId": room}, ref)
+
+
+def post_request(room: str, content: str, *, ref: Ref = None) -> dict[str, Any]:
+    """A room message (``"type": "message"`` on the wire, :class:`Post` once parsed)."""
+    return _with_ref({"type": "message", "roomId": room, "content": content}, ref)
+
+
+def direct_request(to: str, content: str, *, ref: Ref = None) -> dict[str, Any]:
+    return _with_ref({"type": "direct", "to": to, "content": content}, ref)
+
+
+def history_request(room: str, *, limit: int | None = None, ref: Ref = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "history", "roomId": room}
+    if limit is not None:
+        frame["limit"] = limit
+    return _with_ref(frame, ref)
+
+
+def presence_request(room: str, *, ref: Ref = None) -> dict[str, Any]:
+    return _with_ref({"type": "presence", "roomId": room}, ref)
+
+
+def ping_request(ref: Ref = None) -> dict[str, Any]:
+    """A client's ``ping``: the server answers ``pong`` (with the same ``ref``)."""
+    return _with_ref({"type": "ping"}, ref)
+
+
+def pong_request(ref: Ref = None) -> dict[str, Any]:
+    """The answer to the server's app-level ``ping`` (no reply comes back)."""
+    return _with_ref({"type": "pong"}, ref)
+
+
+# -- server frames ---------------------------------------------------------------
 
 
 def encode(frame: dict[str, Any]) -> str:
