@@ -13,7 +13,7 @@ Layers, top to bottom (docs/architecture.md draws them)::
 
 from __future__ import annotations
 
-from .client.aio import Client, SyncClient, connect
+from .client import Client, SyncClient, connect
 from .core.hub import Hub
 from .core.protocol import CloseCode
 from .exceptions import (

@@ -1,0 +1,112 @@
+"""wskit.Client over real sockets: its lesson hooks and its bookkeeping.
+
+The recovery rules themselves are specified without sockets in
+tests/core/test_tracker.py; tests/server/test_recovery.py runs them end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import wskit
+from wskit import Client
+from wskit.core.reconnect import Backoff
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait for a condition the server reaches on its own (no event to await there)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)  # a bounded poll until the server has seen the close
+
+
+async def test_drop_closes_without_a_close_frame_and_the_server_notices(start, framework,
+                                                                        clients) -> None:
+    srv = await start(framework)
+    victim = await clients(srv, user="victim")
+    await victim.join("r")
+    victim.drop()
+    # no close frame either way: 1006, which a client reports and never receives
+    assert await victim.wait_closed() == 1006
+    await _until(lambda: "victim" not in srv.server.hub.users())
+    with pytest.raises(wskit.ConnectionClosed):
+        await victim.receive(timeout=5)
+
+
+async def test_drop_with_reconnect_comes_back_and_rejoins(start, framework, clients) -> None:
+    srv = await start(framework)
+    back = await clients(srv, user="back", reconnect=True, backoff=Backoff(0.02, 0.2))
+    await back.join("r")
+    back.drop()
+    assert (await back.expect("reconnected"))["attempts"] >= 1
+    assert (await back.expect("rejoined"))["roomId"] == "r"
+    assert back.reconnects == 1 and list(back.rooms) == ["r"]
+
+
+async def test_kill_is_for_good_even_with_reconnect(start, framework, clients) -> None:
+    srv = await start(framework)
+    doomed = await clients(srv, user="doomed", reconnect=True, backoff=Backoff(0.02, 0.2))
+    await doomed.kill()
+    assert doomed.closed and doomed.reconnects == 0
+    await _until(lambda: "doomed" not in srv.server.hub.users())
+
+
+async def test_a_paused_reader_gets_everything_once_resumed_in_order(start, framework,
+                                                                     clients) -> None:
+    srv = await start(framework)
+    slow, talker = await clients(srv, user="slow"), await clients(srv, user="talker")
+    await slow.join("r")
+    await talker.join("r")
+    slow.pause_reading()
+    for i in range(20):
+        await talker.send("r", f"m{i}")
+    # nothing read while paused, but the one read already under way
+    early = slow.drain()
+    assert len(early) <= 1
+    slow.resume_reading()
+    got = early + [await slow.expect("message") for _ in range(20 - len(early))]
+    assert [f["content"] for f in got] == [f"m{i}" for i in range(20)]
+    assert [f["offset"] for f in got] == list(range(1, 21))
+    assert slow.rooms["r"]["offset"] == 20
+
+
+async def test_invalid_utf8_in_a_text_frame_is_closed_with_1007(start, framework,
+                                                                clients) -> None:
+    srv = await start(framework)
+    bad = await clients(srv, user="bad")
+    await bad.send_text_bytes(b'{"type":"ping","ref":"\xff"}')
+    assert await bad.wait_closed() == wskit.CloseCode.INVALID_DATA
+
+
+async def test_leaving_a_room_stops_its_tracking(start, clients) -> None:
+    srv = await start("aiohttp")
+    alice = await clients(srv, user="alice")
+    joined = await alice.join("r")
+    assert alice.rooms == {"r": {"offset": joined["offset"], "epoch": joined["epoch"]}}
+    await alice.leave("r")
+    assert alice.rooms == {} and alice.lost == []
+
+
+def test_the_sync_facade_speaks_the_same_protocol() -> None:
+    with wskit.serve_in_thread("aiohttp", backplane="none", name="sync-client") as srv:
+        with wskit.SyncClient(srv, user="a") as a, wskit.SyncClient(srv, user="b") as b:
+            a.join("r")
+            b.join("r")
+            assert a.send("r", "hi")["type"] == "sent"
+            frame = b.receive(timeout=5)
+            assert (frame["type"], frame["content"], frame["offset"]) == ("message", "hi", 1)
+            assert a.welcome["userId"] == "a" and b.lost == [] and b.reconnects == 0
+
+
+def test_the_client_package_keeps_its_public_names() -> None:
+    from wskit.client import Client as C
+    from wskit.client import SyncClient, connect
+
+    assert C is Client is wskit.Client and SyncClient is wskit.SyncClient
+    assert connect is wskit.connect
