@@ -21,8 +21,11 @@ from .exceptions import (
     BackplaneError,
     BackplaneUnavailable,
     ClientError,
+    ClientStateError,
     ConfigError,
     ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
     ProtocolError,
     ServerError,
     ServerStartError,
@@ -57,7 +60,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AuthError", "BackplaneError", "BackplaneUnavailable", "ChatServer", "Client",
-    "ClientError", "CloseCode", "ConfigError", "ConnectionClosed", "Hub", "ProtocolError",
+    "ClientError", "ClientStateError", "CloseCode", "ConfigError", "ConnectionClosed",
+    "ConnectionClosedError", "ConnectionClosedOK", "Hub", "ProtocolError",
     "RunningServer", "ServerError", "run", "ServerStartError", "Settings", "SyncClient",
     "ThreadedServer", "WskitError", "connect", "enable_nested_asyncio", "issue_token",
     "running", "serve", "serve_app", "serve_in_thread", "stop_all", "verify_token", "__version__",

@@ -11,7 +11,14 @@ import asyncio
 import pytest
 
 import wskit
-from wskit import Client
+from wskit import (
+    Client,
+    ClientStateError,
+    CloseCode,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+)
 from wskit.core.reconnect import Backoff
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,10 +40,11 @@ async def test_drop_closes_without_a_close_frame_and_the_server_notices(start, f
     await victim.join("r")
     victim.drop()
     # no close frame either way: 1006, which a client reports and never receives
-    assert await victim.wait_closed() == 1006
+    assert await victim.wait_closed() == CloseCode.ABNORMAL_CLOSURE
     await _until(lambda: "victim" not in srv.server.hub.users())
-    with pytest.raises(wskit.ConnectionClosed):
+    with pytest.raises(ConnectionClosedError) as info:
         await victim.receive(timeout=5)
+    assert info.value.code == CloseCode.ABNORMAL_CLOSURE
 
 
 async def test_drop_with_reconnect_comes_back_and_rejoins(start, framework, clients) -> None:
@@ -110,3 +118,61 @@ def test_the_client_package_keeps_its_public_names() -> None:
 
     assert C is Client is wskit.Client and SyncClient is wskit.SyncClient
     assert connect is wskit.connect
+
+
+async def test_a_goodbye_is_closed_ok_and_a_drain_is_closed_error(start, framework,
+                                                                  clients) -> None:
+    srv = await start(framework)
+    leaving = await clients(srv, user="leaving")
+    await leaving.close()
+    with pytest.raises(ConnectionClosedOK) as ok:
+        await leaving.receive(timeout=5)
+    assert ok.value.code == CloseCode.NORMAL and isinstance(ok.value, ConnectionClosed)
+    drained = await clients(srv, user="drained")
+    await srv.stop()
+    with pytest.raises(ConnectionClosedError) as err:
+        await drained.receive(timeout=5)
+    assert err.value.code == CloseCode.SERVICE_RESTART
+
+
+def test_closed_ok_or_error_follows_python_websockets() -> None:
+    for code in (1000, 1001, 1005, 0):  # 0: aiohttp's code for a close frame without one
+        assert type(ConnectionClosed.of(code)) is ConnectionClosedOK
+    for code in (None, 1006, 1011, 1012, 1013, 4001, 4008):
+        assert type(ConnectionClosed.of(code, "why")) is ConnectionClosedError
+    assert issubclass(ConnectionClosedError, ConnectionError)  # as before the split
+
+
+async def test_requests_before_connect_are_a_state_error() -> None:
+    client = Client("ws://127.0.0.1:9/ws", user="early")
+    with pytest.raises(ClientStateError, match="not connected"):
+        await client.join("r")
+    assert isinstance(ClientStateError("x"), RuntimeError)  # what it raised before
+    await client.close()
+
+
+async def test_a_server_without_welcome_is_a_state_error_unless_told() -> None:
+    from aiohttp import web
+
+    async def other(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str('{"type": "hello"}')  # not wskit: no welcome frame
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", other)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with pytest.raises(ClientStateError, match="expected a welcome frame"):
+            await Client(f"ws://127.0.0.1:{port}/ws").connect()
+        async with wskit.connect(f"ws://127.0.0.1:{port}/ws", welcome=False) as plain:
+            assert await plain.receive() == {"type": "hello"}
+    finally:
+        await runner.cleanup()

@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from ..core import protocol
-from ..exceptions import ConnectionClosed
 from .frames import decode as _decode  # noqa: F401  (the course's heartbeat check reads frames)
 from .lessons import LessonHooks
 from .link import Link
@@ -116,7 +115,7 @@ class Client(Link, LessonHooks):
         """
         frame = await self._inbox.get(timeout or self.timeout)
         if frame is None:
-            raise ConnectionClosed(self.close_code, self.close_reason)
+            raise self._closed_error()
         return frame
 
     async def expect(self, kind: str, timeout: float | None = None) -> Frame:
@@ -141,7 +140,7 @@ class Client(Link, LessonHooks):
         async def _wait() -> None:
             while self.pings < count:
                 if self.closed:
-                    raise ConnectionClosed(self.close_code, self.close_reason)
+                    raise self._closed_error()
                 self._ping_seen.clear()
                 await self._ping_seen.wait()  # also set when the connection closes
         await asyncio.wait_for(_wait(), timeout or self.timeout)
@@ -159,7 +158,7 @@ class Client(Link, LessonHooks):
                     fut.cancel()
                 await asyncio.wait(waits)
             if not self._connected.is_set():
-                raise ConnectionClosed(self.close_code, self.close_reason)
+                raise self._closed_error()
         await asyncio.wait_for(_wait(), timeout or self.timeout)
 
     async def wait_closed(self, timeout: float | None = None) -> int | None:

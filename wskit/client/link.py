@@ -24,7 +24,7 @@ import aiohttp
 from ..core import protocol
 from ..core.reconnect import Backoff, should_reconnect
 from ..core.tracker import RoomTracker
-from ..exceptions import ConnectionClosed, ServerError
+from ..exceptions import ClientStateError, ConnectionClosed, ServerError
 from .dialer import Dialer, TokenSource
 from .frames import Inbox, decode
 
@@ -96,9 +96,10 @@ class Link:
                 return
             first = await self._inbox.get(self.timeout)
             if first is None:
-                raise ConnectionClosed(self.close_code, self.close_reason)
+                raise self._closed_error()
             if first.get("type") != "welcome":
-                raise RuntimeError(f"expected a welcome frame, got {first!r}")
+                raise ClientStateError(f"expected a welcome frame, got {first!r:.200} "
+                                       "(welcome=False for a server that sends none)")
         except BaseException:
             await self._teardown()
             raise
@@ -139,7 +140,7 @@ class Link:
             else:
                 await ws.send_str(json.dumps(data))
         except (aiohttp.ClientError, ConnectionError) as exc:
-            raise ConnectionClosed(ws.close_code, f"send failed: {exc}") from exc
+            raise ConnectionClosed.of(ws.close_code, f"send failed: {exc}") from exc
 
     # -- the reader ----------------------------------------------------------
 
@@ -177,10 +178,21 @@ class Link:
             self._fail_pending()
             self._inbox.end()
 
+    def _closed_error(self) -> ConnectionClosed:
+        """The exception for "closed" now: OK after a goodbye, Error after anything else.
+
+        After the application's own ``close()`` the reader is stopped before it can
+        note the code, so the code the socket ended with stands in for it.
+        """
+        code = self.close_code
+        if code is None and self._app_closed and self._ws is not None:
+            code = self._ws.close_code
+        return ConnectionClosed.of(code, self.close_reason)
+
     def _fail_pending(self) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(ConnectionClosed(self.close_code, self.close_reason))
+                future.set_exception(self._closed_error())
 
     async def _rejoin_rooms(self) -> None:
         """Rejoin every room with ``since``: the server replays what was missed."""
@@ -260,5 +272,5 @@ class Link:
 
     def _require_ws(self) -> aiohttp.ClientWebSocketResponse[Any]:
         if self._ws is None:
-            raise RuntimeError("not connected: await client.connect() first")
+            raise ClientStateError("not connected: await client.connect() first")
         return self._ws

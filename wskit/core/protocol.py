@@ -52,20 +52,29 @@ __all__ = [
 
 
 class CloseCode(enum.IntEnum):
-    """Every WebSocket close code wskit sends.
+    """Every WebSocket close code wskit sends, or reports.
 
-    1000-1015 are RFC 6455 section 7.4.1 codes; 4000-4999 are reserved by the RFC
-    for applications, and wskit uses the ones below.
+    1000-1011 (and 1015) are RFC 6455's (section 7.4.1); 1012-1014 came later,
+    through IANA's "WebSocket Close Code Number Registry" that the RFC set up
+    (section 11.7). 4000-4999 are reserved by the RFC for applications, and
+    wskit uses the ones below.
     """
 
     NORMAL = 1000  #: the client or server said goodbye
     GOING_AWAY = 1001  #: the server is going away for good
     UNSUPPORTED_DATA = 1003  #: a binary frame was received; wskit speaks JSON text only
+    #: the connection ended without a close frame (a drop, a crash). Never sent on the
+    #: wire (RFC 6455 7.4.1 forbids it in a close frame): an endpoint *reports* it, as
+    #: aiohttp's ``close_code`` does after a drop; clients reconnect after it
+    ABNORMAL_CLOSURE = 1006
     INVALID_DATA = 1007  #: a text frame that is not valid UTF-8 (the framework closes)
     POLICY_VIOLATION = 1008  #: an Origin refused at the handshake (FastAPI's pre-accept close)
     MESSAGE_TOO_BIG = 1009  #: a frame exceeded ``max_message_size``
     INTERNAL_ERROR = 1011  #: a bug in the server; the connection cannot go on
     SERVICE_RESTART = 1012  #: the server is restarting or draining: reconnect (elsewhere)
+    #: overloaded, come back later (IANA registry); wskit does not send it, but a proxy
+    #: or another server may, and wskit's clients reconnect after it
+    TRY_AGAIN_LATER = 1013
     UNAUTHORIZED = 4001  #: no token, or a malformed, badly signed or expired one
     HEARTBEAT_TIMEOUT = 4002  #: no ``pong`` within ``ping_timeout`` of a ``ping``
     SLOW_CONSUMER = 4008  #: the client stopped reading: its outbox overflowed or did not drain
