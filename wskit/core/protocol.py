@@ -21,33 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import ProtocolError
+from .framing import close_reason, text_frame  # noqa: F401  (re-exported: wire format, one import)
 
 __all__ = [
-    "CloseCode",
-    "ERROR_CODES",
-    "Join",
-    "Leave",
-    "Post",
-    "Direct",
-    "History",
-    "PresenceQuery",
-    "Since",
-    "Ping",
-    "Pong",
-    "Request",
-    "Ref",
-    "parse",
-    "encode",
-    "join_request",
-    "leave_request",
-    "post_request",
-    "direct_request",
-    "history_request",
-    "presence_request",
-    "ping_request",
-    "pong_request",
-    "error_frame",
-    "ROOM_PATTERN",
+    "CloseCode", "ERROR_CODES", "Join", "Leave", "Post", "Direct", "History", "PresenceQuery",
+    "Since", "Ping", "Pong", "Request", "Ref", "parse", "encode", "join_request", "leave_request",
+    "post_request", "direct_request", "history_request", "presence_request", "ping_request",
+    "pong_request", "error_frame", "ROOM_PATTERN",
 ]
 
 
@@ -406,25 +386,3 @@ def reply(kind: str, ref: str | int | None = None, **fields: Any) -> str:
 
 
 PING = encode({"type": "ping"})
-
-
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented text frame carrying ``payload`` (RFC 6455 5.2).
-
-    Server-to-client frames are never masked (RFC 6455 5.1), so one encoding
-    serves every receiver of a broadcast.
-    """
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
-
-
-def close_reason(reason: str) -> str:
-    """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry (RFC 6455 5.5)."""
-    raw = reason.encode("utf-8")
-    if len(raw) <= 123:
-        return reason
-    return raw[:123].decode("utf-8", "ignore")
