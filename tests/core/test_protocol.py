@@ -129,3 +129,18 @@ def test_builders_cover_every_request_type() -> None:
 def _arity(name: str) -> int:
     return {"post_request": 2, "direct_request": 2, "ping_request": 0, "pong_request": 0}.get(
         name, 1)
+
+
+def test_1006_is_never_sent_by_the_server() -> None:
+    """RFC 6455 7.4.1: 1006 must not be set as a status code in a close frame."""
+    import ast
+    from pathlib import Path
+
+    import wskit
+
+    root = Path(wskit.__file__).parent
+    for path in [*root.joinpath("server").rglob("*.py"), *root.joinpath("adapters").rglob("*.py")]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            assert not (isinstance(node, ast.Attribute) and node.attr == "ABNORMAL_CLOSURE"), path
+            assert not (isinstance(node, ast.Constant) and node.value == 1006), path
