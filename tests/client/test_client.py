@@ -7,6 +7,7 @@ tests/core/test_tracker.py; tests/server/test_recovery.py runs them end to end.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -24,7 +25,7 @@ from wskit.core.reconnect import Backoff
 pytestmark = pytest.mark.timeout(60)
 
 
-async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     """Wait for a condition the server reaches on its own (no event to await there)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
