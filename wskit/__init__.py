@@ -4,15 +4,16 @@ One folder per layer, each importing only those below it (docs/architecture.md
 draws them and says why each boundary is there)::
 
     runner/      serve() on a notebook's loop or in a thread; cli.py: python -m wskit
-    adapters/    aiohttp | FastAPI: create_app(server); the only framework code
-    server/      ChatServer (chat), delivery, membership, connection (bounded outbox),
-                 transport (the adapter contract), heartbeat, recovery (RoomLog),
-                 relay (rooms <-> channels), presence, logs, settings
+    adapters/    aiohttp | FastAPI: create_app(server), launch; the only framework code
+    server/      ChatServer (chat), delivery, membership, authority (claims, expiry,
+                 bounds), connection (bounded outbox), transport (the adapter contract),
+                 heartbeat, recovery (RoomLog), relay (rooms <-> channels), presence,
+                 logs, settings
     backplane/   memory:// | fakeredis:// | redis:// | redis-cluster://
-    client/      Client (aio) over link (socket, reader, reconnects) and dialer,
-                 SyncClient (sync), lesson hooks (lessons)
-    security/    tokens (JWT)
-    core/        sans-I/O: protocol (requests, frames, codes), framing, hub, history,
+    client/      Client (aio) over link (socket, reader, reconnects), dialer and
+                 refresh; SyncClient (sync); lesson hooks (lessons)
+    security/    tokens (JWT, JWKS), identity, policy (who may do what), origins, redact
+    core/        sans-I/O: protocol (requests, frames), codes, framing, hub, history,
                  ratelimit, reconnect, tracker (the client's offsets and dedupe)
 
 Beside the library: testing/ (the server without sockets, the fuzzer), devtools/,

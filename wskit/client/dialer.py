@@ -99,6 +99,15 @@ class Dialer:
         token = await _call(self._token_source) if self._token_source is not None else self._token
         return resolve(target, token, self.user, self._secret)
 
+    async def new_token(self) -> str:
+        """A fresh token for this client's user, to refresh the live connection."""
+        if self._token_source is not None:
+            return await _call(self._token_source)
+        target = self.targets[self.index]
+        if hasattr(target, "token") and not isinstance(target, str):
+            return str(target.token(self.user))
+        return issue_token(self.user or "", self._secret)
+
     def can_refresh_token(self) -> bool:
         """A callable gives new tokens; a user with a secret (or a handle) gets them issued."""
         if self._token_source is not None:

@@ -27,6 +27,7 @@ from ..core.tracker import RoomTracker
 from ..exceptions import ClientStateError, ConnectionClosed, ServerError
 from .dialer import Dialer, TokenSource
 from .frames import Inbox, decode
+from .refresh import Refresher
 
 __all__ = ["Link"]
 
@@ -84,6 +85,8 @@ class Link:
         self._reading.set()
         self._connected = asyncio.Event()
         self._closed = asyncio.Event()
+        #: refreshes the token before ``welcome["expiresAt"]`` (wskit.client.refresh)
+        self.refresher: Refresher | None = None
 
     async def _start(self) -> None:
         """Open the socket, start the reader, take the ``welcome`` (see Client.connect)."""
@@ -104,6 +107,9 @@ class Link:
             await self._teardown()
             raise
         self.welcome = first
+        if self._dialer.can_refresh_token():
+            # self is a Client here: the refresher uses its request and wait_* methods
+            self.refresher = Refresher(self, self._dialer.new_token).start()
 
     # -- requests ------------------------------------------------------------
 
@@ -254,6 +260,8 @@ class Link:
     async def _teardown(self, code: int = 1000) -> None:
         self._app_closed = True
         self._reading.set()
+        if self.refresher is not None:
+            await self.refresher.stop()
         if self._ws is not None and not self._ws.closed:
             try:
                 await self._ws.close(code=code)

@@ -14,71 +14,23 @@ RFC 6455 section 7.4.1) rather than guessed at.
 
 from __future__ import annotations
 
-import enum
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import ProtocolError
+from .codes import ERROR_CODES, CloseCode
 from .framing import close_reason, text_frame  # noqa: F401  (re-exported: wire format, one import)
 
 __all__ = [
     "CloseCode", "ERROR_CODES", "Join", "Leave", "Post", "Direct", "History", "PresenceQuery",
-    "Since", "Ping", "Pong", "Request", "Ref", "parse", "encode", "join_request", "leave_request",
-    "post_request", "direct_request", "history_request", "presence_request", "ping_request",
-    "pong_request", "error_frame", "ROOM_PATTERN",
+    "Since", "Ping", "Pong", "Refresh", "Request", "Ref", "parse", "encode", "join_request",
+    "leave_request", "post_request", "direct_request", "history_request", "presence_request",
+    "ping_request", "pong_request", "refresh_request", "error_frame", "ROOM_PATTERN",
 ]
 
-
-class CloseCode(enum.IntEnum):
-    """Every WebSocket close code wskit sends, or reports.
-
-    1000-1011 (and 1015) are RFC 6455's (section 7.4.1); 1012-1014 came later,
-    through IANA's "WebSocket Close Code Number Registry" that the RFC set up
-    (section 11.7). 4000-4999 are reserved by the RFC for applications, and
-    wskit uses the ones below.
-    """
-
-    NORMAL = 1000  #: the client or server said goodbye
-    GOING_AWAY = 1001  #: the server is going away for good
-    UNSUPPORTED_DATA = 1003  #: a binary frame was received; wskit speaks JSON text only
-    #: the connection ended without a close frame (a drop, a crash). Never sent on the
-    #: wire (RFC 6455 7.4.1 forbids it in a close frame): an endpoint *reports* it, as
-    #: aiohttp's ``close_code`` does after a drop; clients reconnect after it
-    ABNORMAL_CLOSURE = 1006
-    INVALID_DATA = 1007  #: a text frame that is not valid UTF-8 (the framework closes)
-    POLICY_VIOLATION = 1008  #: an Origin refused at the handshake (FastAPI's pre-accept close)
-    MESSAGE_TOO_BIG = 1009  #: a frame exceeded ``max_message_size``
-    INTERNAL_ERROR = 1011  #: a bug in the server; the connection cannot go on
-    SERVICE_RESTART = 1012  #: the server is restarting or draining: reconnect (elsewhere)
-    #: overloaded, come back later (IANA registry); wskit does not send it, but a proxy
-    #: or another server may, and wskit's clients reconnect after it
-    TRY_AGAIN_LATER = 1013
-    UNAUTHORIZED = 4001  #: no token, or a malformed, badly signed or expired one
-    HEARTBEAT_TIMEOUT = 4002  #: no ``pong`` within ``ping_timeout`` of a ``ping``
-    SLOW_CONSUMER = 4008  #: the client stopped reading: its outbox overflowed or did not drain
-    RATE_LIMITED = 4029  #: the client kept sending after ``rate_limited`` errors (cf. HTTP 429)
-
-
-#: Error codes carried by ``{"type": "error", "code": ...}`` frames.
-ERROR_CODES: dict[str, str] = {
-    "invalid_json": "the frame is not valid JSON",
-    "not_an_object": "the frame is JSON but not an object",
-    "missing_field": "a required field is absent",
-    "wrong_type": "a field has the wrong JSON type",
-    "invalid_value": "a field has the right type but an unusable value",
-    "unknown_type": "the frame's type is not one wskit knows",
-    "unknown_room": "the room is not in the server's list of rooms",
-    "not_joined": "posting to, or leaving, a room the connection has not joined",
-    "user_offline": "a direct message to a user with no connection anywhere",
-    "backplane_unavailable": "not delivered: the cross-instance bus is down and the "
-                             "recipient has no connection on this instance",
-    "history_unavailable": "history is off on this server (history size 0), or its store "
-                           "cannot be reached",
-    "rate_limited": "the connection sent frames faster than the server's rate limit; "
-                    "this frame was dropped",
-}
 
 #: Room ids: 1-64 word characters, dots, colons or dashes. They become part of
 #: Redis channel names, so no spaces or wildcards (``*?[]``, see PSUBSCRIBE).
@@ -152,7 +104,15 @@ class Pong:
     ref: str | int | None = None
 
 
-Request = Join | Leave | Post | Direct | Ping | Pong | History | PresenceQuery
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """``{"type": "refresh", "token": T}``: a new token for the live connection."""
+
+    token: str
+    ref: str | int | None = None
+
+
+Request = Join | Leave | Post | Direct | Ping | Pong | History | PresenceQuery | Refresh
 
 _JSON_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
                     list: "an array", dict: "an object", type(None): "null"}
@@ -190,7 +150,10 @@ def _check_encodable(value: str, name: str) -> None:
 
 
 def _room(obj: dict, kind: str) -> str:
-    room = _field(obj, "roomId", kind)
+    # NFKC first (UAX #15): compatibility forms such as U+217C and U+2113 ("ⅼobby",
+    # "ℓobby") become "lobby", so one room has one id. Cross-script look-alikes (a
+    # Cyrillic "а") are distinct letters and stay distinct: the application's to police.
+    room = unicodedata.normalize("NFKC", _field(obj, "roomId", kind))
     if not ROOM_PATTERN.fullmatch(room):
         raise ProtocolError(
             "invalid_value",
@@ -295,6 +258,11 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
         if not 0 < len(to) <= _MAX_USER_LEN:
             raise ProtocolError("invalid_value", f"field 'to' must be 1-{_MAX_USER_LEN} characters")
         return Direct(to, _field(obj, "content", kind), ref)
+    if kind == "refresh":
+        token = _field(obj, "token", kind)
+        if not token:
+            raise ProtocolError("invalid_value", "field 'token' must be a non-empty JWT")
+        return Refresh(token, ref)
     if kind == "pong":
         return Pong(ref)
     if kind == "ping":
@@ -302,7 +270,8 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
     raise ProtocolError(
         "unknown_type",
         f"unknown frame type {kind[:40]!r}; expected one of "
-        "'join', 'leave', 'message', 'direct', 'history', 'presence', 'ping', 'pong'",
+        "'join', 'leave', 'message', 'direct', 'history', 'presence', 'refresh', 'ping', "
+        "'pong'",
     )
 
 
@@ -359,6 +328,11 @@ def ping_request(ref: Ref = None) -> dict[str, Any]:
 def pong_request(ref: Ref = None) -> dict[str, Any]:
     """The answer to the server's app-level ``ping`` (no reply comes back)."""
     return _with_ref({"type": "pong"}, ref)
+
+
+def refresh_request(token: str, *, ref: Ref = None) -> dict[str, Any]:
+    """A new token for the live connection, before the current one's ``exp``."""
+    return _with_ref({"type": "refresh", "token": token}, ref)
 
 
 # -- server frames ---------------------------------------------------------------

@@ -40,12 +40,13 @@ from .reliability import (
     check_presence_expiry,
     check_retry_when_unavailable,
 )
+from .security import check_team_policy
 
 __all__ = ["Exercise", "EXERCISES", "about", "for_notebook", "outcome", "score",
            "check_slash_commands", "check_private_messages", "check_typing_tracker",
            "check_rate_limiter", "check_members_across_instances", "check_dead_socket_broadcast",
            "check_retry_when_unavailable", "check_pong_watch", "check_full_jitter",
-           "check_history_to_live", "check_presence_expiry"]
+           "check_history_to_live", "check_presence_expiry", "check_team_policy"]
 
 POINTS = {"easy": 1, "medium": 2, "hard": 3}
 
@@ -137,6 +138,15 @@ EXERCISES: tuple[Exercise, ...] = (
                  "An entry counts while its expiry is still ahead of now.",
                  "A user is present if any of its entries (any instance) counts.",
                  "sorted({user for user, _, expires_at in entries if expires_at > now})")),
+    Exercise("10.1", "A team policy", "10_who_may_do_what", ("authorize",),
+             check_team_policy, "medium", 15, (
+                 "One rule per kind of target, checked in order; anything no rule allows "
+                 "is refused.",
+                 "Look at the action first (direct is about users, the rest about rooms), "
+                 "then at the room: 'lobby', 'announcements', 'team-...'.",
+                 "direct: target in claims.get('friends', []); lobby: True; announcements: "
+                 "action != 'post' or claims.get('role') == 'admin'; team-X: "
+                 "claims.get('team') == X; else False")),
 )
 
 
