@@ -177,3 +177,22 @@ async def test_a_server_without_welcome_is_a_state_error_unless_told() -> None:
             assert await plain.receive() == {"type": "hello"}
     finally:
         await runner.cleanup()
+
+
+def test_drop_works_on_uvloop_too() -> None:
+    """uvloop's socket wrapper refuses shutdown(); drop goes through a duplicate fd."""
+    pytest.importorskip("uvloop")
+
+    async def main() -> tuple[int | None, str]:
+        srv = await wskit.serve("aiohttp", backplane="none", port=0, name="uvloop-drop")
+        try:
+            async with wskit.connect(srv, user="u", reconnect=True,
+                                     backoff=Backoff(0.02, 0.2)) as client:
+                await client.join("r")
+                client.drop()
+                back = await client.expect("reconnected", timeout=10)
+                return client.reconnects, back["type"]
+        finally:
+            await srv.stop()
+
+    assert wskit.run(main(), loop="uvloop") == (1, "reconnected")

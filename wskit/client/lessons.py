@@ -47,17 +47,22 @@ class LessonHooks:
         """Drop the TCP connection without a close frame, as a network failure would
         (with ``reconnect``, the client then reconnects).
 
-        Through aiohttp's public ``get_extra_info("socket")`` (not its private
-        ``_response``): shutting the socket down both ways sends the FIN that a dead
-        link or a killed process would, and the client's own reader sees the end of
-        the stream at once, with no close code, exactly as after a real drop.
+        Through aiohttp's public ``get_extra_info("socket")``, not the transport behind
+        its private ``_response``: the connection is shut down both ways, which sends
+        the FIN a dead link or a killed process would, and the client's own reader
+        sees the end of the stream at once, with no close code (1006), as after a real
+        drop. The shutdown goes through a duplicate of the descriptor because the
+        loop's socket wrapper may refuse it (uvloop's does); a shutdown applies to the
+        connection, whichever descriptor asks, and closing the duplicate closes nothing
+        else.
         """
         ws = self._ws
         sock = ws.get_extra_info("socket") if ws is not None else None
-        if sock is None:
+        if sock is None or sock.fileno() < 0:
             return
         try:
-            sock.shutdown(socket.SHUT_RDWR)
+            with socket.fromfd(sock.fileno(), sock.family, sock.type) as dup:
+                dup.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass  # already gone
 
