@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import protocol
 from ..core.protocol import PING
 from ..security.tokens import issue_token
 from .procfs import status_kb
@@ -64,7 +65,7 @@ LATENCY_SECONDS = 4.0
 CORE_TARGETS = ("raw-aiohttp", "wskit-aiohttp", "wskit-fastapi", "seed-aiohttp", "seed-fastapi")
 _STAMP = re.compile(rb"L(\d+\.\d+)L")
 _PING = PING.encode()
-_PONG = '{"type":"pong"}'
+_PONG = protocol.encode(protocol.pong_request())
 
 
 # -- a minimal WebSocket client -------------------------------------------------
@@ -206,11 +207,12 @@ def _wskit_path(user: str, room: str = "") -> str:
 
 
 def _json(obj: dict[str, str]) -> str:
+    """A frame of another protocol (the seed's); wskit's own come from wskit.core.protocol."""
     return json.dumps(obj, separators=(",", ":"))
 
 
-WSKIT = Dialect(_wskit_path, lambda r: _json({"type": "join", "roomId": r}),
-                lambda r, c: _json({"type": "message", "roomId": r, "content": c}))
+WSKIT = Dialect(_wskit_path, lambda r: protocol.encode(protocol.join_request(r)),
+                lambda r, c: protocol.encode(protocol.post_request(r, c)))
 DIALECTS = {
     "raw-aiohttp": Dialect(lambda u, r: f"/ws?room={r}", None, WSKIT.post),
     "raw-fastapi": Dialect(lambda u, r: f"/ws?room={r}", None, WSKIT.post),

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from ..core import protocol
 from ..security.tokens import issue_token
 from .procfs import cpu_seconds, status_kb
 
@@ -51,6 +52,8 @@ class Held:
 
 
 SERVERS = ("raw", "aiohttp", "fastapi")
+_PONG = protocol.encode(protocol.pong_request())
+_JOIN_ALL = protocol.encode(protocol.join_request("all", ref=1))
 
 
 async def _start(server: str, secret: str, interval: float | None,
@@ -92,7 +95,7 @@ async def measure(server: str, n: int, interval: float | None, timeout: float | 
             frame = json.loads(msg.data)
             if frame.get("type") == "ping":
                 pings += 1
-                await ws.send_str('{"type":"pong"}')
+                await ws.send_str(_PONG)
             elif frame.get("type") == "message":
                 reached += 1
                 if reached == n:
@@ -112,7 +115,7 @@ async def measure(server: str, n: int, interval: float | None, timeout: float | 
         readers.append(asyncio.get_running_loop().create_task(serve_one(ws)))
         # the reader answers pings from here on; the join's reply is just a frame to it
         if server != "raw":
-            await ws.send_str('{"type":"join","roomId":"all","ref":1}')
+            await ws.send_str(_JOIN_ALL)
 
     try:
         before = status_kb(proc.pid)
@@ -130,10 +133,10 @@ async def measure(server: str, n: int, interval: float | None, timeout: float | 
         else:
             poster = await session.ws_connect(f"{url}?token={issue_token('poster', secret)}")
             await poster.receive()
-            await poster.send_str('{"type":"join","roomId":"all","ref":1}')
+            await poster.send_str(_JOIN_ALL)
             await poster.receive()
         t1 = time.perf_counter()
-        await poster.send_str('{"type":"message","roomId":"all","content":"hello, all"}')
+        await poster.send_str(protocol.encode(protocol.post_request("all", "hello, all")))
         try:
             await asyncio.wait_for(everyone.wait(), 30)
         except asyncio.TimeoutError:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..core import protocol
 from ..exceptions import ConnectionClosed, ServerError
 
 __all__ = ["Refresher", "refresh_delay", "LEAD"]
@@ -82,7 +83,7 @@ class Refresher:
                 pass
             try:
                 token = await self._token()
-                reply = await client.request({"type": "refresh", "token": token})
+                reply = await client.request(protocol.refresh_request(token))
             except ConnectionClosed:
                 try:
                     await client.wait_connected(timeout=24 * 3600)  # reconnecting, or gone

@@ -20,8 +20,8 @@ __all__ = ["Backoff", "should_reconnect", "RECONNECT", "FINAL"]
 
 #: closes after which a client should reconnect (None: the TCP connection dropped)
 RECONNECT: frozenset[int | None] = frozenset({
-    None, 1006, CloseCode.GOING_AWAY, CloseCode.INTERNAL_ERROR, CloseCode.SERVICE_RESTART,
-    1013,  # try again later (RFC 6455 registry)
+    None, CloseCode.ABNORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.INTERNAL_ERROR,
+    CloseCode.SERVICE_RESTART, CloseCode.TRY_AGAIN_LATER,
     CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
 })
 #: closes after which reconnecting would only fail again

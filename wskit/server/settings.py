@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..exceptions import ConfigError
+
 __all__ = ["Settings"]
 
 
@@ -13,7 +15,8 @@ class Settings:
     """How a wskit server behaves. All sizes in bytes, all times in seconds.
 
     ``Settings()`` is a working default; override with keyword arguments or
-    :meth:`with_`.
+    :meth:`with_`. A value that cannot work raises :class:`~wskit.exceptions.ConfigError`
+    (a ``ValueError`` too), naming the field.
     """
 
     #: HS256 secret for tokens (32 bytes or more); None: ``WSKIT_SECRET``, else the
@@ -111,41 +114,41 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.max_message_size < 256:
-            raise ValueError("max_message_size must be at least 256 bytes")
+            raise ConfigError("max_message_size must be at least 256 bytes")
         if self.outbox_limit < 1:
-            raise ValueError("outbox_limit must be at least 1")
+            raise ConfigError("outbox_limit must be at least 1")
         if self.outbox_bytes < self.max_message_size:
-            raise ValueError("outbox_bytes must be at least max_message_size")
+            raise ConfigError("outbox_bytes must be at least max_message_size")
         if (self.ping_interval is None) != (self.ping_timeout is None):
-            raise ValueError("set both ping_interval and ping_timeout, or neither")
+            raise ConfigError("set both ping_interval and ping_timeout, or neither")
         for name in ("ping_interval", "ping_timeout", "protocol_ping_interval",
                      "protocol_ping_timeout", "close_timeout", "slow_reader_grace",
                      "rate_limit", "handshake_timeout", "max_token_lifetime"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive (use None to turn it off)")
+                raise ConfigError(f"{name} must be positive (use None to turn it off)")
         if self.history_size < 0:
-            raise ValueError("history_size must be 0 (off) or more")
+            raise ConfigError("history_size must be 0 (off) or more")
         if self.history_ttl <= 0 or self.drain_timeout <= 0 or self.presence_ttl <= 0:
-            raise ValueError("history_ttl, presence_ttl and drain_timeout must be positive")
+            raise ConfigError("history_ttl, presence_ttl and drain_timeout must be positive")
         if self.token_grace < 0:
-            raise ValueError("token_grace must be 0 or more")
+            raise ConfigError("token_grace must be 0 or more")
         for name in ("max_rooms_per_connection", "max_connections_per_user",
                      "max_connections_per_ip"):
             bound = getattr(self, name)
             if bound is not None and bound < 1:
-                raise ValueError(f"{name} must be at least 1 (use None for no bound)")
+                raise ConfigError(f"{name} must be at least 1 (use None for no bound)")
         if self.authorize not in (None, "open", "claims"):
-            raise ValueError("authorize must be 'open' or 'claims' (a function: pass it "
+            raise ConfigError("authorize must be 'open' or 'claims' (a function: pass it "
                              "to ChatServer or serve as authorize=)")
         if self.rate_burst is not None and self.rate_burst < 1:
-            raise ValueError("rate_burst must be at least 1")
+            raise ConfigError("rate_burst must be at least 1")
         if isinstance(self.origins, str):
             object.__setattr__(self, "origins", (self.origins,))
         if isinstance(self.allowed_hosts, str):
             object.__setattr__(self, "allowed_hosts", (self.allowed_hosts,))
         if self.jwks_url is not None and self.dev_tokens:
-            raise ValueError("dev_tokens issues HS256 tokens, which a jwks_url server refuses")
+            raise ConfigError("dev_tokens issues HS256 tokens, which a jwks_url server refuses")
         if self.rooms is not None and not isinstance(self.rooms, frozenset):
             object.__setattr__(self, "rooms", frozenset(self.rooms))
 
