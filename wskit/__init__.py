@@ -1,19 +1,29 @@
 """wskit: room-based WebSocket chat servers on aiohttp and FastAPI, for learning.
 
-Layers, top to bottom (docs/architecture.md draws them)::
+One folder per layer, each importing only those below it (docs/architecture.md
+draws them and says why each boundary is there)::
 
-    client           wskit.client.aio      a small async client and a sync facade
-    runner / cli     wskit.runner.serve      serve() on a notebook's loop, or in a thread
-    adapters         wskit.adapters    aiohttp | FastAPI: the only framework code
-    server           wskit.server.chat      auth, parsing, rooms, fan-out, heartbeats
-    connection       wskit.server.connection  bounded outbox + one writer per client
-    hub, protocol    wskit.core.hub, .protocol    no I/O: rooms and the wire format
-    backplane        wskit.backplane   memory:// | fakeredis:// | redis://
+    runner/      serve() on a notebook's loop or in a thread; cli.py: python -m wskit
+    adapters/    aiohttp | FastAPI: create_app(server), launch; the only framework code
+    server/      ChatServer (chat), delivery, membership, authority (claims, expiry,
+                 bounds), connection (bounded outbox), transport (the adapter contract),
+                 heartbeat, recovery (RoomLog), relay (rooms <-> channels), presence,
+                 logs, settings
+    backplane/   memory:// | fakeredis:// | redis:// | redis-cluster://
+    client/      Client (aio) over link (socket, reader, reconnects), dialer and
+                 refresh; SyncClient (sync); lesson hooks (lessons)
+    security/    tokens (JWT, JWKS), identity, policy (who may do what), origins, redact
+    core/        sans-I/O: protocol (requests, frames), codes, framing, hub, history,
+                 ratelimit, reconnect, tracker (the client's offsets and dedupe)
+
+Beside the library: testing/ (the server without sockets, the fuzzer), devtools/,
+bench/, course/. The public names are the ones below and those in the README's
+"Public imports" (tests/test_public_api.py keeps them importable).
 """
 
 from __future__ import annotations
 
-from .client.aio import Client, SyncClient, connect
+from .client import Client, SyncClient, connect
 from .core.hub import Hub
 from .core.protocol import CloseCode
 from .exceptions import (
@@ -21,8 +31,11 @@ from .exceptions import (
     BackplaneError,
     BackplaneUnavailable,
     ClientError,
+    ClientStateError,
     ConfigError,
     ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
     ProtocolError,
     ServerError,
     ServerStartError,
@@ -57,7 +70,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AuthError", "BackplaneError", "BackplaneUnavailable", "ChatServer", "Client",
-    "ClientError", "CloseCode", "ConfigError", "ConnectionClosed", "Hub", "ProtocolError",
+    "ClientError", "ClientStateError", "CloseCode", "ConfigError", "ConnectionClosed",
+    "ConnectionClosedError", "ConnectionClosedOK", "Hub", "ProtocolError",
     "RunningServer", "ServerError", "run", "ServerStartError", "Settings", "SyncClient",
     "ThreadedServer", "WskitError", "connect", "enable_nested_asyncio", "issue_token",
     "running", "serve", "serve_app", "serve_in_thread", "stop_all", "verify_token", "__version__",

@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .exceptions import WskitError
 from .runner.serve import FRAMEWORKS, LOOPS, run, serve
+from .security.policy import POLICIES
 from .security.tokens import issue_token
 
 __all__ = ["main"]
@@ -31,7 +32,8 @@ def _positive(value: str) -> float:
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--secret", help="token secret (default: $WSKIT_SECRET, else a dev secret)")
+    p.add_argument("--secret", help="HS256 token secret, 32+ bytes (default: $WSKIT_SECRET, else "
+                                    "a published dev secret, allowed on loopback only)")
     p.add_argument("--redis", metavar="URL", default=None,
                    help="backplane: redis://..., fakeredis://, memory:// or none "
                         "(default: $WSKIT_REDIS_URL, else fakeredis in this process)")
@@ -44,6 +46,9 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="RFC 6455 ping frames every S seconds (default off)")
     p.add_argument("--protocol-ping-timeout", type=_positive, default=None, metavar="S")
     p.add_argument("--max-message-size", type=int, default=64 * 1024, metavar="BYTES")
+    p.add_argument("--compression", action="store_true",
+                   help="accept permessage-deflate when a client offers it (default off: "
+                        "tens of KB per connection, a compression per receiver per broadcast)")
     p.add_argument("--history-size", type=int, default=100, metavar="N",
                    help="messages kept per room for recovery and history (0: off)")
     p.add_argument("--history-ttl", type=float, default=3600.0, metavar="SECONDS",
@@ -62,11 +67,41 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate-burst", type=int, default=None, metavar="FRAMES",
                    help="the bucket's size (default: twice --rate-limit)")
     p.add_argument("--origin", action="append", default=None, metavar="ORIGIN",
-                   help="allowed Origin (repeatable); default: any")
+                   help="allowed browser Origin (repeatable; '*': any); default: same-origin "
+                        "pages only (Origin host equal to Host) and clients sending no Origin")
+    p.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                   help="a Host name /healthz and /token answer (repeatable), besides IP "
+                        "addresses, localhost and --host (DNS rebinding guard)")
+    p.add_argument("--jwks-url", metavar="URL", default=None,
+                   help="identity provider's JWKS: accept RS256/ES256 tokens signed by its "
+                        "keys (HS256 tokens are then refused)")
+    p.add_argument("--audience", metavar="AUD", default=None,
+                   help="the 'aud' a token must carry")
+    p.add_argument("--issuer", metavar="ISS", default=None,
+                   help="the 'iss' a token must carry")
+    p.add_argument("--max-token-lifetime", type=_positive, default=None, metavar="SECONDS",
+                   help="refuse tokens whose exp - iat exceeds this ('iat' required); "
+                        "default: no maximum")
+    p.add_argument("--handshake-timeout", type=_positive, default=10.0, metavar="SECONDS",
+                   help="drop a connection whose request head is not complete in time "
+                        "(default 10)")
     p.add_argument("--dev-tokens", action="store_true",
                    help="enable GET /token?user=NAME (development only: anyone gets a token)")
     p.add_argument("--loop", choices=LOOPS, default="asyncio",
                    help="event loop (uvloop: pip install 'wskit[fast]'; default asyncio)")
+    p.add_argument("--authorize", choices=POLICIES, default=None,
+                   help="who may do what (docs/authorization.md): open lets every user do "
+                        "everything, claims reads the token's 'rooms' claim (default: open on "
+                        "loopback, claims on any other --host)")
+    p.add_argument("--token-grace", type=float, default=0.0, metavar="SECONDS",
+                   help="close a connection this long after its token's exp (default 0)")
+    p.add_argument("--max-rooms-per-connection", type=int, default=128, metavar="N",
+                   help="rooms one connection may be in (default 128; over it: too_many_rooms)")
+    p.add_argument("--max-connections-per-user", type=int, default=None, metavar="N",
+                   help="connections per user on this instance (default: no bound; over: 4009)")
+    p.add_argument("--max-connections-per-ip", type=int, default=None, metavar="N",
+                   help="connections per client IP on this instance (default: no bound; "
+                        "over: 4009)")
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
@@ -76,13 +111,20 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         ping_interval=ping, ping_timeout=None if args.no_ping else args.ping_timeout,
         protocol_ping_interval=args.protocol_ping_interval,
         protocol_ping_timeout=args.protocol_ping_timeout,
-        max_message_size=args.max_message_size,
+        max_message_size=args.max_message_size, compression=args.compression,
         rate_limit=args.rate_limit, rate_burst=args.rate_burst,
         history_size=args.history_size, history_ttl=args.history_ttl,
         drain_timeout=args.drain_timeout, namespace=args.namespace,
         presence_ttl=args.presence_ttl, presence_events=args.presence_events,
         origins=tuple(args.origin) if args.origin else None,
-        dev_tokens=args.dev_tokens, **extra,
+        dev_tokens=args.dev_tokens,
+        allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
+        jwks_url=args.jwks_url, audience=args.audience, issuer=args.issuer,
+        max_token_lifetime=args.max_token_lifetime, handshake_timeout=args.handshake_timeout,
+        authorize=args.authorize, token_grace=args.token_grace,
+        max_rooms_per_connection=args.max_rooms_per_connection,
+        max_connections_per_user=args.max_connections_per_user,
+        max_connections_per_ip=args.max_connections_per_ip, **extra,
     )
 
 
@@ -102,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     p.add_argument("--secret")
     p.add_argument("--ttl", type=_positive, default=3600.0, metavar="SECONDS")
+    p.add_argument("--room", action="append", default=None, metavar="PATTERN=MODE",
+                   help="grant for --authorize claims, e.g. lobby=rw or 'team-*=r' (repeatable)")
+    p.add_argument("--direct", action="store_true",
+                   help="may send direct messages to anyone (--authorize claims)")
 
     p = sub.add_parser("fakeredis", help="run an in-memory fake Redis over TCP")
     p.add_argument("--host", default="127.0.0.1")
@@ -114,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(p)
 
     p = sub.add_parser("student-copies",
-                       help="write notebooks without their solution cells, outputs cleared")
+                       help="write the student edition: notebooks without their solution "
+                            "cells or last hints, outputs cleared")
     p.add_argument("source", nargs="?", default="notebooks", help="folder of notebooks")
     p.add_argument("--out", default=None, help="default: SOURCE/student")
 
@@ -123,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .course.grading import add_arguments
     add_arguments(p)
 
-    p = sub.add_parser("course-html", help="execute the notebooks, write them as static HTML")
+    p = sub.add_parser("course-html", help="execute the notebooks, write them as static HTML "
+                                           "(--edition student: from the student copies)")
     from .course.html import add_arguments as add_course_arguments
     add_course_arguments(p)
 
@@ -149,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held: seconds held idle (default 10; --quick 3)")
     p.add_argument("--default-heartbeat", action="store_true",
                    help="held: wskit's default heartbeat (20 s / 20 s) instead of 0.5 s / 1 s")
+    p.add_argument("--deflate", action="store_true",
+                   help="every load-generator client offers permessage-deflate, as browsers do "
+                        "(fanout, held)")
     p.add_argument("--pin", action="store_true",
                    help="fanout: the load generator on half the CPUs, the servers on the other "
                         "half (steadier ratios on a small machine)")
@@ -162,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "token":
-            print(issue_token(args.user, args.secret, args.ttl), flush=True)
+            print(issue_token(args.user, args.secret, args.ttl, **_grant_claims(args)), flush=True)
             return 0
         if args.command == "fakeredis":
             return _fakeredis(args)
@@ -194,6 +245,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WskitError as exc:
         print(f"wskit: error: {exc}", file=sys.stderr, flush=True)
         return 1
+
+
+def _grant_claims(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``rooms`` and ``direct`` claims of ``token --room P=M --direct``."""
+    claims: dict[str, Any] = {}
+    if args.room:
+        rooms = {}
+        for item in args.room:
+            pattern, _, mode = item.rpartition("=")
+            if not pattern or mode not in ("r", "rw"):
+                raise WskitError(f"--room takes PATTERN=r or PATTERN=rw, got {item!r}")
+            rooms[pattern] = mode
+        claims["rooms"] = rooms
+    if args.direct:
+        claims["direct"] = True
+    return claims
 
 
 async def _serve(args: argparse.Namespace) -> None:

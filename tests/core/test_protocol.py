@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import json
+import typing
+import unicodedata
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wskit.core import protocol
-from wskit.core.protocol import CloseCode, Direct, Join, Leave, Ping, Pong, Post
+from wskit.core.protocol import (
+    CloseCode,
+    Direct,
+    History,
+    Join,
+    Leave,
+    Ping,
+    Pong,
+    Post,
+    PresenceQuery,
+    Refresh,
+)
 from wskit.exceptions import ProtocolError
 
 
@@ -70,3 +85,68 @@ def test_close_reason_fits_a_control_frame() -> None:
     reason = protocol.close_reason("é" * 200)
     assert len(reason.encode()) <= 123
     assert protocol.close_reason("short") == "short"
+
+
+# -- the request builders are parse()'s inverse ------------------------------------
+
+# room ids as a client would send them: NFKC already (the parser normalises, so "ℓ" comes
+# back as "l", which is the parser's rule, not a builder's fault)
+_rooms = st.from_regex(protocol.ROOM_PATTERN, fullmatch=True).filter(
+    lambda r: unicodedata.normalize("NFKC", r) == r)
+_text = st.text().filter(lambda s: s == s.encode("utf-8", "ignore").decode("utf-8"))
+_refs = st.none() | st.integers(-(2**53 - 1), 2**53 - 1) | st.text(max_size=64).filter(
+    lambda s: s == s.encode("utf-8", "ignore").decode("utf-8"))
+_since = st.none() | st.builds(protocol.Since, st.integers(0, 2**53 - 1),
+                               st.text(min_size=1, max_size=64).filter(
+                                   lambda s: s == s.encode("utf-8", "ignore").decode("utf-8")))
+_users = st.text(min_size=1, max_size=128).filter(
+    lambda s: s == s.encode("utf-8", "ignore").decode("utf-8"))
+
+
+@given(st.one_of(
+    st.builds(lambda r, s, f: (protocol.join_request(r, since=s, ref=f), Join(r, f, s)),
+              _rooms, _since, _refs),
+    st.builds(lambda r, f: (protocol.leave_request(r, ref=f), Leave(r, f)), _rooms, _refs),
+    st.builds(lambda r, c, f: (protocol.post_request(r, c, ref=f), Post(r, c, f)),
+              _rooms, _text, _refs),
+    st.builds(lambda t, c, f: (protocol.direct_request(t, c, ref=f), Direct(t, c, f)),
+              _users, _text, _refs),
+    st.builds(lambda r, n, f: (protocol.history_request(r, limit=n, ref=f), History(r, n, f)),
+              _rooms, st.none() | st.integers(1, 1000), _refs),
+    st.builds(lambda r, f: (protocol.presence_request(r, ref=f), PresenceQuery(r, f)),
+              _rooms, _refs),
+    st.builds(lambda f: (protocol.ping_request(f), Ping(f)), _refs),
+    st.builds(lambda f: (protocol.pong_request(f), Pong(f)), _refs),
+    st.builds(lambda t, f: (protocol.refresh_request(t, ref=f), Refresh(t, f)), _users, _refs),
+))
+def test_every_request_builder_parses_back_to_its_request(case: tuple[dict, object]) -> None:
+    frame, request = case
+    assert protocol.parse(protocol.encode(frame)) == request
+    assert protocol.parse(json.dumps(frame)) == request  # the client's spelling too
+
+
+def test_builders_cover_every_request_type() -> None:
+    builders = {name for name in protocol.__all__ if name.endswith("_request")}
+    kinds = {protocol.parse(protocol.encode(getattr(protocol, name)(
+        *(["r", "c"][:_arity(name)])))).__class__ for name in builders}
+    assert kinds == set(typing.get_args(protocol.Request))
+
+
+def _arity(name: str) -> int:
+    return {"post_request": 2, "direct_request": 2, "ping_request": 0, "pong_request": 0}.get(
+        name, 1)
+
+
+def test_1006_is_never_sent_by_the_server() -> None:
+    """RFC 6455 7.4.1: 1006 must not be set as a status code in a close frame."""
+    import ast
+    from pathlib import Path
+
+    import wskit
+
+    root = Path(wskit.__file__).parent
+    for path in [*root.joinpath("server").rglob("*.py"), *root.joinpath("adapters").rglob("*.py")]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            assert not (isinstance(node, ast.Attribute) and node.attr == "ABNORMAL_CLOSURE"), path
+            assert not (isinstance(node, ast.Constant) and node.value == 1006), path

@@ -47,3 +47,10 @@ def test_4001_only_with_a_fresh_token() -> None:
 def test_backoff_validates() -> None:
     with pytest.raises(ValueError):
         Backoff(base=0, cap=1)
+
+
+def test_the_named_transient_codes_are_reconnected_after() -> None:
+    """1006 (reported, never sent) and 1013 (IANA's "try again later") have names now."""
+    assert CloseCode.ABNORMAL_CLOSURE == 1006 and CloseCode.TRY_AGAIN_LATER == 1013
+    for code in (CloseCode.ABNORMAL_CLOSURE, CloseCode.TRY_AGAIN_LATER):
+        assert should_reconnect(code, fresh_token=False)

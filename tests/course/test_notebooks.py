@@ -36,7 +36,7 @@ def _errors(nb) -> list[tuple[str, dict]]:
 
 
 def test_the_notebooks_are_in_course_order() -> None:
-    assert [n[:2] for n in ALL] == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09"]
+    assert [n[:2] for n in ALL] == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10"]
 
 
 def _committed(name: str) -> str:
@@ -85,24 +85,28 @@ EXERCISES = {f"{stem}.ipynb": len(for_notebook(stem)) for stem in {e.notebook fo
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_student_copy_fails_exactly_its_checks_with_hints(tmp_path: Path, name: str) -> None:
-    from wskit.course.teaching import is_solution_cell, write_student_copies
+    from wskit.course import questions
+    from wskit.course.teaching import is_answer_cell, is_solution_cell, write_student_copies
 
     checks = EXERCISES[name]
+    asked = len(questions.for_notebook(name))
     instructor = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
     solutions = [c for c in instructor["cells"] if is_solution_cell(c)]
-    assert len(solutions) == checks
+    answers = [c for c in instructor["cells"] if is_answer_cell(c)]
+    assert len(solutions) == checks and len(answers) == (1 if asked else 0)
     (copy,) = write_student_copies(NOTEBOOKS, tmp_path, names={name})
     student = json.loads(copy.read_text(encoding="utf-8"))
-    assert not any(is_solution_cell(c) for c in student["cells"])
-    assert len(student["cells"]) == len(instructor["cells"]) - len(solutions)
+    assert not any(is_solution_cell(c) or is_answer_cell(c) for c in student["cells"])
+    assert len(student["cells"]) == len(instructor["cells"]) - len(solutions) - len(answers)
 
     nb = _execute(copy, allow_errors=True)
     errors = _errors(nb)
-    assert len(errors) == checks, [e[1]["ename"] for e in errors]
+    assert len(errors) == checks + asked, [e[1]["ename"] for e in errors]
     for source, out in errors:
-        assert "exercises.check_" in source  # only the checks fail
+        assert "exercises.check_" in source or "questions.check(" in source  # only the checks fail
         assert out["ename"] == "ExerciseFailed"
-        assert "not implemented yet" in out["evalue"] and "Hint: " in out["evalue"]
+        assert ("not implemented yet" in out["evalue"] or "not answered yet" in out["evalue"]) \
+            and "Hint: " in out["evalue"]
     last = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", []))
     assert "0 of 5 exercises done" in last if name.startswith("05") else "✓" in last
 
@@ -141,3 +145,62 @@ def test_the_rendered_course_holds_the_outputs(tmp_path: Path) -> None:
     assert "✓ two clients chatted through a server running inside this notebook" in page
     assert "HTTP/1.1 101 Switching Protocols" in page  # an output, not only the source
     assert 'href="00_start_here.html"' in pages[1].read_text(encoding="utf-8")
+
+
+def test_every_live_cell_has_a_recorded_output(capsys: pytest.CaptureFixture[str]) -> None:
+    """08's cluster cells and 09's nginx cell show a labelled recording where the tool is absent."""
+    from wskit.course import recorded
+
+    live = {(name, c["id"]) for name in ALL
+            for c in json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"]
+            if recorded.LIVE_TAG in c["metadata"].get("tags", [])}
+    assert {n for n, _ in live} == {"08_scale_presence.ipynb", "09_deployment.ipynb"}
+    for name, cell_id in sorted(live):
+        recording = recorded.load(name)
+        assert recording["cells"][cell_id].strip(), (name, cell_id)
+        source = "".join(next(c["source"] for c in json.loads(
+            (NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"] if c["id"] == cell_id))
+        assert f'recorded.show("{name[:-6]}", "{cell_id}"' in source, (name, cell_id)
+        recorded.show(name[:-6], cell_id, "the tool is not installed here")
+        shown = capsys.readouterr().out
+        assert shown.startswith("┌ RECORDED OUTPUT. the tool is not installed here")
+        assert all(f"│ {line}" in shown for line in recording["cells"][cell_id].splitlines())
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("name", "absent"), [("08_scale_presence.ipynb", "HAVE_REDIS_SERVER = False"),
+                                              ("09_deployment.ipynb", "find_nginx = lambda: None")])
+def test_without_the_tool_the_live_cells_show_recordings(name: str, absent: str) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    first.source += f"\n{absent}  # as if the tool were not installed"
+    NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    assert not _errors(nb)
+    live = [c for c in nb.cells if "live" in c.metadata.get("tags", [])]
+    assert live and all("RECORDED OUTPUT" in "".join(o.get("text", "") for o in c.outputs)
+                        for c in live)
+    assert "✓" in "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+
+
+def test_every_predict_prompt_stands_alone_then_a_guess_then_the_run() -> None:
+    """A prompt is its cell's last paragraph (nothing after it gives the answer away),
+    then a cell for the learner's guess, then the code to run."""
+    import re
+
+    prompts = 0
+    for name in ALL:
+        cells = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"]
+        text = ["".join(c["source"]) for c in cells]
+        for i, cell in enumerate(cells):
+            if cell["cell_type"] != "markdown" or not re.search(r"(?i)\*+predict", text[i]):
+                continue
+            prompts += 1
+            last = text[i].strip().split("\n\n")[-1]
+            assert last.startswith("**Predict, then "), (name, cell["id"], last[:60])
+            assert text[i + 1].startswith("**Your prediction**"), (name, cell["id"])
+            assert cells[i + 2]["cell_type"] == "code", (name, cell["id"])
+    assert prompts >= 20, prompts

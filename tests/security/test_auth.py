@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from wskit.exceptions import AuthError
+from wskit.exceptions import AuthError, ConfigError
 from wskit.security import tokens as auth
 
 S = "x" * 64
@@ -38,10 +38,26 @@ def test_bad_tokens_say_why(token: str | None, words: str) -> None:
 
 
 def test_secret_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert auth.resolve_secret("given") == "given"
-    monkeypatch.setenv("WSKIT_SECRET", "from-env")
-    assert auth.resolve_secret() == "from-env"
+    given, env = "given-" + "g" * 32, "from-env-" + "e" * 32
+    assert auth.resolve_secret(given) == given
+    monkeypatch.setenv("WSKIT_SECRET", env)
+    assert auth.resolve_secret() == env
     monkeypatch.delenv("WSKIT_SECRET")
     monkeypatch.setattr(auth, "_warned", False)
     with pytest.warns(auth.DevSecretWarning, match="development secret"):
         assert auth.resolve_secret() == auth.DEV_SECRET
+
+
+@pytest.mark.parametrize("secret", ["", "a", "x" * 31])
+def test_empty_or_short_secrets_are_refused(secret: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'' never falls back to the development secret; under 32 bytes is too weak for HS256."""
+    monkeypatch.delenv("WSKIT_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="empty" if not secret else "32"):
+        auth.resolve_secret(secret)
+    monkeypatch.setenv("WSKIT_SECRET", secret)
+    with pytest.raises(ConfigError, match="WSKIT_SECRET"):
+        auth.resolve_secret()
+
+
+def test_32_bytes_is_enough() -> None:
+    assert auth.resolve_secret("x" * 32) == "x" * 32

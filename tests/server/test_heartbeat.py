@@ -108,7 +108,7 @@ async def test_heartbeat_off_switch(start, clients, framework) -> None:
 @pytest.mark.parametrize("kwargs", [dict(ping_interval=1.0, ping_timeout=None),
                                     dict(ping_interval=0, ping_timeout=1.0)])
 def test_heartbeat_settings_are_validated(kwargs) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(wskit.ConfigError):
         wskit.Settings(**kwargs)
 
 

@@ -10,22 +10,59 @@ same routes:
 ``GET /token``     ``?user=NAME`` issues a token; only with ``Settings.dev_tokens``
 ``GET /healthz``   ``{"instance": ..., "connections": N, "backplane": ..., "loop": ...}``
 =================  ==========================================================
+
+Before the upgrade a browser's ``Origin`` is checked (a foreign one gets HTTP
+403); ``/healthz`` and ``/token`` answer only an allowed ``Host`` (HTTP 400
+otherwise: DNS rebinding); the page carries a Content-Security-Policy. See
+docs/security.md and :mod:`wskit.security.origins`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
+import hashlib
+import re
 from importlib import resources
 from typing import Any
 
+from ..exceptions import AuthError
+from ..security.identity import normalise_user_id
 from ..security.tokens import issue_token
 from ..server.chat import ChatServer
 
 WS_PATH = "/ws"
 
 
+@functools.cache
 def chat_page() -> str:
     return resources.files("wskit").joinpath("static/chat.html").read_text("utf-8")
+
+
+def _inline_hashes(tag: str, html: str) -> str:
+    """CSP source expressions (``'sha256-...'``) for each inline ``<tag>`` block."""
+    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.DOTALL)
+    return " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() + "'"
+        for b in blocks)
+
+
+@functools.cache
+def page_headers() -> dict[str, str]:
+    """Headers of the chat page: only its own script and style run, no site may
+    frame it (clickjacking), no content sniffing."""
+    html = chat_page()
+    csp = (f"default-src 'none'; script-src {_inline_hashes('script', html)}; "
+           f"style-src {_inline_hashes('style', html)}; connect-src 'self'; img-src 'self'; "
+           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+
+
+#: what a refused Host gets (status, body)
+BAD_HOST: tuple[int, dict[str, Any]] = (
+    400, {"error": "this Host is not served here (add it with --allowed-host)"})
 
 
 def health(server: ChatServer) -> dict[str, Any]:
@@ -44,6 +81,10 @@ def dev_token(server: ChatServer, user: str | None) -> tuple[int, dict[str, Any]
     """Status and body of ``GET /token?user=NAME`` (development only)."""
     if not server.settings.dev_tokens:
         return 404, {"error": "the development token endpoint is off (Settings.dev_tokens)"}
-    if not user or len(user) > 64 or not user.isprintable():
-        return 400, {"error": "give ?user=NAME, 1-64 printable characters"}
+    if not user:
+        return 400, {"error": "give ?user=NAME"}
+    try:
+        user = normalise_user_id(user)  # the rules a token's sub must meet (identity.py)
+    except AuthError as exc:
+        return 400, {"error": str(exc)}
     return 200, {"user": user, "token": issue_token(user, server.secret, ttl=12 * 3600)}

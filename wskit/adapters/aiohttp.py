@@ -7,8 +7,9 @@ import asyncio
 from aiohttp import WSMsgType, web
 
 from ..core.protocol import close_reason
+from ..security.redact import install_token_filter
 from ..server.chat import ChatServer
-from . import WS_PATH, chat_page, dev_token, health
+from . import BAD_HOST, WS_PATH, chat_page, dev_token, health, page_headers
 
 __all__ = ["create_app", "AiohttpTransport", "SERVER_KEY"]
 
@@ -44,9 +45,10 @@ class AiohttpTransport:
         await self.ws.send_str(text)
 
     def try_write(self, wire: bytes) -> bool:
-        """Write a ready-made frame if the socket's buffer has room (no compression here)."""
+        """Write a ready-made frame if the socket's buffer has room and the connection
+        is not compressed (a compressed one needs its own deflate of every frame)."""
         tcp = self._tcp
-        if tcp is None or self.ws.closed or tcp.is_closing():
+        if tcp is None or self.ws.closed or tcp.is_closing() or self.ws.compress:
             return False
         if tcp.get_write_buffer_size() > _WRITE_LIMIT:
             return False  # back-pressure: the writer task will wait for the drain
@@ -63,7 +65,7 @@ class AiohttpTransport:
 
 async def _ws_handler(request: web.Request) -> web.StreamResponse:
     server = request.app[SERVER_KEY]
-    if not server.origin_allowed(request.headers.get("Origin")):
+    if not server.origin_allowed(request.headers.get("Origin"), request.headers.get("Host")):
         # Refused before the upgrade: a hijacking page learns nothing.
         raise web.HTTPForbidden(text="origin not allowed\n")
     s = server.settings
@@ -71,27 +73,34 @@ async def _ws_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=s.max_message_size,
         heartbeat=s.protocol_ping_interval,
         timeout=s.close_timeout,
-        # no permessage-deflate: chat frames are small, and a broadcast is then
-        # encoded once for all receivers (Outgoing.wire) instead of compressed per receiver
-        compress=False,
+        # permessage-deflate only when asked for (Settings.compression): chat frames are
+        # small, and without it a broadcast is encoded once for all receivers
+        # (Outgoing.wire) instead of compressed per receiver
+        compress=s.compression,
     )
     await ws.prepare(request)
     await server.serve_connection(AiohttpTransport(ws, request.transport),
-                                  request.query.get("token"))
+                                  request.query.get("token"), remote=request.remote)
     return ws
 
 
 async def _page(request: web.Request) -> web.Response:
-    return web.Response(text=chat_page(), content_type="text/html")
+    return web.Response(text=chat_page(), content_type="text/html", headers=page_headers())
 
 
 async def _token(request: web.Request) -> web.Response:
-    status, body = dev_token(request.app[SERVER_KEY], request.query.get("user"))
+    server = request.app[SERVER_KEY]
+    status, body = (dev_token(server, request.query.get("user"))
+                    if server.host_allowed(request.headers.get("Host")) else BAD_HOST)
     return web.json_response(body, status=status)
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.json_response(health(request.app[SERVER_KEY]))
+    server = request.app[SERVER_KEY]
+    if not server.host_allowed(request.headers.get("Host")):
+        status, body = BAD_HOST
+        return web.json_response(body, status=status)
+    return web.json_response(health(server))
 
 
 def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
@@ -101,6 +110,7 @@ def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
     it on shutdown; the runner passes False because it does that itself, before
     binding, so a bad Redis URL fails in the caller's cell.
     """
+    install_token_filter()  # aiohttp.access would log /ws?token=... (web.run_app)
     app = web.Application()
     app[SERVER_KEY] = server
     app.router.add_get(WS_PATH, _ws_handler)

@@ -18,14 +18,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
 
-from fastapi import FastAPI, Query, WebSocket
+from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketState
 
 from ..core.protocol import close_reason
+from ..security.redact import install_token_filter
 from ..server.chat import ChatServer
-from . import WS_PATH, chat_page, dev_token, health
+from . import BAD_HOST, WS_PATH, chat_page, dev_token, health, page_headers
 
 __all__ = ["create_app", "DirectSend", "StarletteTransport"]
 
@@ -99,6 +100,7 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
             if manage:
                 await server.stop()
 
+    install_token_filter()  # uvicorn logs "WebSocket /ws?token=..." at INFO
     app = FastAPI(title="wskit", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.wskit = server
@@ -106,25 +108,31 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
 
     @app.websocket(WS_PATH)
     async def ws_endpoint(websocket: WebSocket, token: str | None = Query(None)) -> None:
-        if not server.origin_allowed(websocket.headers.get("origin")):
+        if not server.origin_allowed(websocket.headers.get("origin"),
+                                     websocket.headers.get("host")):
             # close before accept: uvicorn answers the handshake with HTTP 403
             await websocket.close(code=1008)
             return
         await websocket.accept()
-        await server.serve_connection(StarletteTransport(websocket), token)
+        await server.serve_connection(StarletteTransport(websocket), token,
+                                      remote=websocket.client.host if websocket.client else None)
 
     @app.get("/healthz")
-    async def _health() -> JSONResponse:
+    async def _health(request: Request) -> JSONResponse:
+        if not server.host_allowed(request.headers.get("host")):
+            status, body = BAD_HOST
+            return JSONResponse(body, status_code=status)
         return JSONResponse(health(server))
 
     @app.get("/token")
-    async def _token(user: str | None = None) -> JSONResponse:
-        status, body = dev_token(server, user)
+    async def _token(request: Request, user: str | None = None) -> JSONResponse:
+        status, body = (dev_token(server, user)
+                        if server.host_allowed(request.headers.get("host")) else BAD_HOST)
         return JSONResponse(body, status_code=status)
 
     if server.settings.page:
         @app.get("/", response_class=HTMLResponse)
         async def _page() -> HTMLResponse:
-            return HTMLResponse(chat_page())
+            return HTMLResponse(chat_page(), headers=page_headers())
 
     return app

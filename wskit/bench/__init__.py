@@ -29,7 +29,9 @@ def main(args: argparse.Namespace) -> int:
         n = args.connections or (500 if args.quick else 2000)
         hold = args.hold or (3.0 if args.quick else 10.0)
         beat = (None, None) if args.default_heartbeat else (0.5, 1.0)
-        rows = asyncio.run(held.run(n=n, interval=beat[0], timeout=beat[1], hold=hold))
+        modes = (True,) if args.deflate else (False, True)  # --deflate: browser-like clients only
+        rows = asyncio.run(held.run(n=n, interval=beat[0], timeout=beat[1], hold=hold,
+                                    deflate=modes))
         print(json.dumps([vars(r) for r in rows], indent=2) if args.json else held.table(rows))
         return 0 if all(r.closed == 0 and r.post_reached == r.connections for r in rows) else 1
     if args.suite == "cluster":

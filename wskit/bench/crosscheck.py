@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from ..core import protocol
 from .fanout import DIALECTS, Target
 
 N, M = 500, 600
@@ -40,7 +41,7 @@ async def burst(kind: str) -> float:
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 break
             if '"type":"ping"' in msg.data:
-                await ws.send_str('{"type":"pong"}')
+                await ws.send_str(protocol.encode(protocol.pong_request()))
             elif "GO!" in msg.data:
                 counting[i] = True
             elif counting[i] and "M!" in msg.data:

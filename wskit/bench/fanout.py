@@ -40,10 +40,12 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import protocol
 from ..core.protocol import PING
 from ..security.tokens import issue_token
 from .procfs import status_kb
@@ -63,16 +65,26 @@ LATENCY_SECONDS = 4.0
 CORE_TARGETS = ("raw-aiohttp", "wskit-aiohttp", "wskit-fastapi", "seed-aiohttp", "seed-fastapi")
 _STAMP = re.compile(rb"L(\d+\.\d+)L")
 _PING = PING.encode()
-_PONG = '{"type":"pong"}'
+_PONG = protocol.encode(protocol.pong_request())
 
 
 # -- a minimal WebSocket client -------------------------------------------------
 
+#: ``--deflate``: every load-generator client offers permessage-deflate (RFC 7692), as
+#: every browser does; a server that accepts it sends compressed frames, inflated here
+DEFLATE = False
+_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.2: removed by the sender, put back to inflate
+
+
 class WSClient(asyncio.Protocol):
-    """Just enough RFC 6455 to count frames, read a timestamp and send masked text."""
+    """Just enough RFC 6455 to count frames, read a timestamp and send masked text
+    (and, when the server took the offer, RFC 7692 to inflate what it compressed)."""
 
     def __init__(self, on_text: Callable[[bytes], None] | None = None) -> None:
         self.on_text = on_text
+        self.inflater: Any = None  # a zlib decompressobj once deflate is negotiated
+        self.fresh_inflater = False  # server_no_context_takeover: one per message
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.upgraded = asyncio.get_running_loop().create_future()
@@ -93,11 +105,17 @@ class WSClient(asyncio.Protocol):
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 return
-            status = bytes(buf[:end]).split(b"\r\n", 1)[0]
+            head_lines = bytes(buf[:end]).split(b"\r\n")
+            status = head_lines[0]
             del buf[:end + 4]
             if b" 101 " not in status:
                 self.upgraded.set_exception(ConnectionError(status.decode(errors="replace")))
                 return
+            for line in head_lines[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"sec-websocket-extensions" and b"permessage-deflate" in value:
+                    self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    self.fresh_inflater = b"server_no_context_takeover" in value
             self.upgraded.set_result(None)
         pos, size, on_text = 0, len(buf), self.on_text
         while size - pos >= 2:
@@ -115,6 +133,10 @@ class WSClient(asyncio.Protocol):
                 break
             if buf[pos] & 0x0F == 1:  # text frame (unfragmented)
                 payload = bytes(buf[pos + head:pos + head + length])
+                if buf[pos] & 0x40 and self.inflater is not None:  # RSV1: compressed
+                    if self.fresh_inflater:
+                        self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    payload = self.inflater.decompress(payload + _TAIL)
                 if payload == _PING:
                     # answer wskit's heartbeat like any client: a run (or its
                     # connect phase) longer than interval + timeout is not cut off
@@ -164,7 +186,8 @@ async def ws_connect(host: str, port: int, path: str,
     assert client.transport is not None
     client.transport.write((
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{_OFFER if DEFLATE else ''}\r\n"
     ).encode())
     await asyncio.wait_for(client.upgraded, 10)
     return client
@@ -184,17 +207,19 @@ def _wskit_path(user: str, room: str = "") -> str:
 
 
 def _json(obj: dict[str, str]) -> str:
+    """A frame of another protocol (the seed's); wskit's own come from wskit.core.protocol."""
     return json.dumps(obj, separators=(",", ":"))
 
 
-WSKIT = Dialect(_wskit_path, lambda r: _json({"type": "join", "roomId": r}),
-                lambda r, c: _json({"type": "message", "roomId": r, "content": c}))
+WSKIT = Dialect(_wskit_path, lambda r: protocol.encode(protocol.join_request(r)),
+                lambda r, c: protocol.encode(protocol.post_request(r, c)))
 DIALECTS = {
     "raw-aiohttp": Dialect(lambda u, r: f"/ws?room={r}", None, WSKIT.post),
     "raw-fastapi": Dialect(lambda u, r: f"/ws?room={r}", None, WSKIT.post),
     "raw-asgi": Dialect(lambda u, r: f"/ws?room={r}", None, WSKIT.post),
     "wskit-aiohttp": WSKIT, "wskit-fastapi": WSKIT, "wskit-aiohttp-none": WSKIT,
     "wskit-fastapi-none": WSKIT, "wskit-2x": WSKIT, "wskit-2x-nohist": WSKIT, "wskit-3x": WSKIT,
+    "wskit-aiohttp-deflate": WSKIT, "wskit-fastapi-deflate": WSKIT,
     "seed-aiohttp": WSKIT,
     "seed-fastapi": Dialect(lambda u, r: f"/ws/{u}",
                             lambda r: _json({"action": "join_room", "room_id": r}),
@@ -481,7 +506,8 @@ REDIS_TARGETS = CROSS_TARGETS + ("wskit-aiohttp", "wskit-fastapi")
 #: measured only when named (--targets): wskit standalone, and the raw loop on FastAPI
 #: (what uvicorn and Starlette cost per frame, with nothing of wskit's) and on the bare
 #: ASGI send (what uvicorn alone costs)
-EXTRA_TARGETS = ("wskit-aiohttp-none", "wskit-fastapi-none", "raw-fastapi", "raw-asgi")
+EXTRA_TARGETS = ("wskit-aiohttp-none", "wskit-fastapi-none", "raw-fastapi", "raw-asgi",
+                 "wskit-aiohttp-deflate", "wskit-fastapi-deflate")
 
 
 async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[str], None],
@@ -618,17 +644,20 @@ def main(args: argparse.Namespace) -> int:
     messages = getattr(args, "messages", None)
     loop = getattr(args, "loop", "asyncio")
     pinned = pin(bool(getattr(args, "pin", False)))
+    global DEFLATE
+    DEFLATE = bool(getattr(args, "deflate", False))
     results = asyncio.run(run(sizes, rounds, args.quick, progress, stall_timeout, targets,
                               free=free, messages=messages, loop=loop))
     rows = summarize(results)
     if args.json:
         seconds = round(time.monotonic() - started)
-        print(json.dumps({"machine": _machine(), "pinned": pinned, "seconds": seconds,
+        print(json.dumps({"machine": _machine(), "pinned": pinned, "seconds": seconds, "deflate": DEFLATE,
                           "rows": rows, "raw": [r.__dict__ for r in results]}, indent=2))
     else:
         mode = ("free-running (all posts at once, kernel socket buffers)" if free
                 else f"windowed ({WINDOW} posts in flight, {SNDBUF // 1024} KiB send buffers)")
-        print(f"machine: {_machine()}; {rounds} round(s); servers on {loop}; throughput {mode}; "
+        clients = "clients offer permessage-deflate" if DEFLATE else "clients offer no extension"
+        print(f"machine: {_machine()}; {rounds} round(s); servers on {loop}; {clients}; throughput {mode}; "
               f"{time.monotonic() - started:.0f}s" + (f"; {pinned}" if pinned else ""))
         print(table(rows, stall_timeout))
     return 0

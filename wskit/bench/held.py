@@ -4,9 +4,12 @@ The server runs in a child process (so its memory and CPU are its own): ``python
 -m wskit serve`` as a user runs it (default backplane), or the raw aiohttp floor
 of the fan-out benchmark (no heartbeat, nothing per connection but aiohttp's own).
 This process holds N plain aiohttp WebSocket clients that answer every app-level
-ping. Reported per server: connect rate, the server's RSS per connection, its
-peak RSS, its CPU while idle (the cost of pings), pings answered, connections
-closed (must be 0), and the time for one post to reach all N.
+ping, once offering no extension and once offering permessage-deflate as every
+browser does (``deflate``: whether the server took it is the server's policy; wskit
+refuses it unless started with ``--compression``). Reported per server and mode:
+connect rate, the server's RSS per connection, its peak RSS, its CPU while idle (the
+cost of pings), pings answered, connections closed (must be 0), and the time for one
+post to reach all N.
 
 ``interval``/``timeout``: the heartbeat (None: wskit's defaults, 20 s / 20 s). At
 0.5 s / 1 s the idle CPU is mostly pings; with the defaults it is the memory of
@@ -26,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from ..core import protocol
 from ..security.tokens import issue_token
 from .procfs import cpu_seconds, status_kb
 
@@ -35,6 +39,7 @@ __all__ = ["run", "table"]
 @dataclass
 class Held:
     server: str
+    offers_deflate: bool
     connections: int
     connect_per_s: float
     kb_per_connection: float
@@ -47,6 +52,8 @@ class Held:
 
 
 SERVERS = ("raw", "aiohttp", "fastapi")
+_PONG = protocol.encode(protocol.pong_request())
+_JOIN_ALL = protocol.encode(protocol.join_request("all", ref=1))
 
 
 async def _start(server: str, secret: str, interval: float | None,
@@ -69,7 +76,7 @@ async def _start(server: str, secret: str, interval: float | None,
 
 
 async def measure(server: str, n: int, interval: float | None, timeout: float | None,
-                  hold: float) -> Held:
+                  hold: float, deflate: bool = False) -> Held:
     secret = secrets.token_hex(32)
     proc, url = await _start(server, secret, interval, timeout)
     pings = closed = reached = 0
@@ -88,25 +95,27 @@ async def measure(server: str, n: int, interval: float | None, timeout: float | 
             frame = json.loads(msg.data)
             if frame.get("type") == "ping":
                 pings += 1
-                await ws.send_str('{"type":"pong"}')
+                await ws.send_str(_PONG)
             elif frame.get("type") == "message":
                 reached += 1
                 if reached == n:
                     everyone.set()
         closed += 1
 
+    offer = 15 if deflate else 0  # aiohttp's client offers permessage-deflate when compress > 0
+
     async def connect(i: int) -> None:
         if server == "raw":  # the room is in the URL; there is no welcome
-            ws = await session.ws_connect(url, autoping=True)
+            ws = await session.ws_connect(url, autoping=True, compress=offer)
         else:
             ws = await session.ws_connect(f"{url}?token={issue_token(f'u{i}', secret)}",
-                                          autoping=True)
+                                          autoping=True, compress=offer)
             await ws.receive()  # welcome
         sockets.append(ws)
         readers.append(asyncio.get_running_loop().create_task(serve_one(ws)))
         # the reader answers pings from here on; the join's reply is just a frame to it
         if server != "raw":
-            await ws.send_str('{"type":"join","roomId":"all","ref":1}')
+            await ws.send_str(_JOIN_ALL)
 
     try:
         before = status_kb(proc.pid)
@@ -124,17 +133,17 @@ async def measure(server: str, n: int, interval: float | None, timeout: float | 
         else:
             poster = await session.ws_connect(f"{url}?token={issue_token('poster', secret)}")
             await poster.receive()
-            await poster.send_str('{"type":"join","roomId":"all","ref":1}')
+            await poster.send_str(_JOIN_ALL)
             await poster.receive()
         t1 = time.perf_counter()
-        await poster.send_str('{"type":"message","roomId":"all","content":"hello, all"}')
+        await poster.send_str(protocol.encode(protocol.post_request("all", "hello, all")))
         try:
             await asyncio.wait_for(everyone.wait(), 30)
         except asyncio.TimeoutError:
             pass
         fanout_ms = (time.perf_counter() - t1) * 1000
         await poster.close()
-        return Held(server, n, round(n / connect_s, 1), round((after - before) / n, 1),
+        return Held(server, deflate, n, round(n / connect_s, 1), round((after - before) / n, 1),
                     round(status_kb(proc.pid, "VmHWM") / 1024, 1), round(idle_cpu, 1), pings_held, closed,
                     reached, round(fanout_ms, 1))
     finally:
@@ -151,13 +160,16 @@ async def measure(server: str, n: int, interval: float | None, timeout: float | 
 
 
 async def run(n: int = 2000, interval: float | None = 0.5, timeout: float | None = 1.0,
-              hold: float = 10.0, servers: Sequence[str] = SERVERS) -> list[Held]:
-    return [await measure(server, n, interval, timeout, hold) for server in servers]
+              hold: float = 10.0, servers: Sequence[str] = SERVERS,
+              deflate: Sequence[bool] = (False, True)) -> list[Held]:
+    """Every server, once per client mode in ``deflate`` (by default both)."""
+    return [await measure(server, n, interval, timeout, hold, offer)
+            for offer in deflate for server in servers]
 
 
 def table(rows: list[Held]) -> str:
-    head = ("server", "connections", "connect/s", "KB/conn", "peak MB", "idle CPU %", "pings answered",
-            "closed", "post reached", "fan-out ms")
+    head = ("server", "offers deflate", "connections", "connect/s", "KB/conn", "peak MB", "idle CPU %",
+            "pings answered", "closed", "post reached", "fan-out ms")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(str(v) for v in asdict(r).values()) + " |")

@@ -56,7 +56,7 @@ SNDBUF = 64 * 1024
 _bind = runner.bind_socket
 KINDS = ("raw-aiohttp", "raw-fastapi", "raw-asgi", "wskit-aiohttp", "wskit-fastapi",
          "wskit-aiohttp-none", "wskit-fastapi-none", "seed-aiohttp", "seed-fastapi",
-         "wskit-2x", "wskit-2x-nohist", "wskit-3x")
+         "wskit-2x", "wskit-2x-nohist", "wskit-3x", "wskit-aiohttp-deflate", "wskit-fastapi-deflate")
 
 
 def raw_app() -> web.Application:
@@ -139,6 +139,12 @@ async def run(kind: str, redis: str | None) -> None:
         handles.append(await serve(kind.split("-")[1], name="bench",
                                    backplane=redis or "fakeredis://bench",
                                    namespace=f"bench{time.time_ns()}",
+                                   secret=SECRET, max_message_size=1 << 20))
+    elif kind in ("wskit-aiohttp-deflate", "wskit-fastapi-deflate"):
+        # --compression: permessage-deflate accepted when the client offers it (bench --deflate)
+        handles.append(await serve(kind.split("-")[1], name="bench",
+                                   backplane=redis or "fakeredis://bench",
+                                   namespace=f"bench{time.time_ns()}", compression=True,
                                    secret=SECRET, max_message_size=1 << 20))
     elif kind in ("wskit-aiohttp-none", "wskit-fastapi-none"):
         handles.append(await serve(kind.split("-")[1], name="bench", backplane="none",

@@ -14,74 +14,23 @@ RFC 6455 section 7.4.1) rather than guessed at.
 
 from __future__ import annotations
 
-import enum
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import ProtocolError
+from .codes import ERROR_CODES, CloseCode
+from .framing import close_reason, text_frame  # noqa: F401  (re-exported: wire format, one import)
 
 __all__ = [
-    "CloseCode",
-    "ERROR_CODES",
-    "Join",
-    "Leave",
-    "Post",
-    "Direct",
-    "History",
-    "PresenceQuery",
-    "Since",
-    "Ping",
-    "Pong",
-    "Request",
-    "Ref",
-    "parse",
-    "encode",
-    "error_frame",
-    "ROOM_PATTERN",
+    "CloseCode", "ERROR_CODES", "Join", "Leave", "Post", "Direct", "History", "PresenceQuery",
+    "Since", "Ping", "Pong", "Refresh", "Request", "Ref", "parse", "encode", "join_request",
+    "leave_request", "post_request", "direct_request", "history_request", "presence_request",
+    "ping_request", "pong_request", "refresh_request", "error_frame", "ROOM_PATTERN",
 ]
 
-
-class CloseCode(enum.IntEnum):
-    """Every WebSocket close code wskit sends.
-
-    1000-1015 are RFC 6455 section 7.4.1 codes; 4000-4999 are reserved by the RFC
-    for applications, and wskit uses the ones below.
-    """
-
-    NORMAL = 1000  #: the client or server said goodbye
-    GOING_AWAY = 1001  #: the server is going away for good
-    UNSUPPORTED_DATA = 1003  #: a binary frame was received; wskit speaks JSON text only
-    INVALID_DATA = 1007  #: a text frame that is not valid UTF-8 (the framework closes)
-    POLICY_VIOLATION = 1008  #: an Origin refused at the handshake (FastAPI's pre-accept close)
-    MESSAGE_TOO_BIG = 1009  #: a frame exceeded ``max_message_size``
-    INTERNAL_ERROR = 1011  #: a bug in the server; the connection cannot go on
-    SERVICE_RESTART = 1012  #: the server is restarting or draining: reconnect (elsewhere)
-    UNAUTHORIZED = 4001  #: no token, or a malformed, badly signed or expired one
-    HEARTBEAT_TIMEOUT = 4002  #: no ``pong`` within ``ping_timeout`` of a ``ping``
-    SLOW_CONSUMER = 4008  #: the client stopped reading: its outbox overflowed or did not drain
-    RATE_LIMITED = 4029  #: the client kept sending after ``rate_limited`` errors (cf. HTTP 429)
-
-
-#: Error codes carried by ``{"type": "error", "code": ...}`` frames.
-ERROR_CODES: dict[str, str] = {
-    "invalid_json": "the frame is not valid JSON",
-    "not_an_object": "the frame is JSON but not an object",
-    "missing_field": "a required field is absent",
-    "wrong_type": "a field has the wrong JSON type",
-    "invalid_value": "a field has the right type but an unusable value",
-    "unknown_type": "the frame's type is not one wskit knows",
-    "unknown_room": "the room is not in the server's list of rooms",
-    "not_joined": "posting to, or leaving, a room the connection has not joined",
-    "user_offline": "a direct message to a user with no connection anywhere",
-    "backplane_unavailable": "not delivered: the cross-instance bus is down and the "
-                             "recipient has no connection on this instance",
-    "history_unavailable": "history is off on this server (history size 0), or its store "
-                           "cannot be reached",
-    "rate_limited": "the connection sent frames faster than the server's rate limit; "
-                    "this frame was dropped",
-}
 
 #: Room ids: 1-64 word characters, dots, colons or dashes. They become part of
 #: Redis channel names, so no spaces or wildcards (``*?[]``, see PSUBSCRIBE).
@@ -155,7 +104,15 @@ class Pong:
     ref: str | int | None = None
 
 
-Request = Join | Leave | Post | Direct | Ping | Pong | History | PresenceQuery
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """``{"type": "refresh", "token": T}``: a new token for the live connection."""
+
+    token: str
+    ref: str | int | None = None
+
+
+Request = Join | Leave | Post | Direct | Ping | Pong | History | PresenceQuery | Refresh
 
 _JSON_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
                     list: "an array", dict: "an object", type(None): "null"}
@@ -193,7 +150,10 @@ def _check_encodable(value: str, name: str) -> None:
 
 
 def _room(obj: dict, kind: str) -> str:
-    room = _field(obj, "roomId", kind)
+    # NFKC first (UAX #15): compatibility forms such as U+217C and U+2113 ("ⅼobby",
+    # "ℓobby") become "lobby", so one room has one id. Cross-script look-alikes (a
+    # Cyrillic "а") are distinct letters and stay distinct: the application's to police.
+    room = unicodedata.normalize("NFKC", _field(obj, "roomId", kind))
     if not ROOM_PATTERN.fullmatch(room):
         raise ProtocolError(
             "invalid_value",
@@ -298,6 +258,11 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
         if not 0 < len(to) <= _MAX_USER_LEN:
             raise ProtocolError("invalid_value", f"field 'to' must be 1-{_MAX_USER_LEN} characters")
         return Direct(to, _field(obj, "content", kind), ref)
+    if kind == "refresh":
+        token = _field(obj, "token", kind)
+        if not token:
+            raise ProtocolError("invalid_value", "field 'token' must be a non-empty JWT")
+        return Refresh(token, ref)
     if kind == "pong":
         return Pong(ref)
     if kind == "ping":
@@ -305,8 +270,72 @@ def _request(obj: dict, kind: str, ref: Ref) -> Request:
     raise ProtocolError(
         "unknown_type",
         f"unknown frame type {kind[:40]!r}; expected one of "
-        "'join', 'leave', 'message', 'direct', 'history', 'presence', 'ping', 'pong'",
+        "'join', 'leave', 'message', 'direct', 'history', 'presence', 'refresh', 'ping', "
+        "'pong'",
     )
+
+
+# -- requests: what a client sends ----------------------------------------------
+#
+# The inverse of parse(): parse(encode(join_request("r"))) == Join("r"). The client,
+# the benchmarks' clients and the fuzzer build their frames here, so the wire
+# format of a request has one owner (tests/core/test_protocol.py ties the two).
+
+
+def _with_ref(frame: dict[str, Any], ref: Ref) -> dict[str, Any]:
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def join_request(room: str, *, since: Since | None = None, ref: Ref = None) -> dict[str, Any]:
+    """``join``; with ``since``, the server replays what came after that position."""
+    frame: dict[str, Any] = {"type": "join", "roomId": room}
+    if since is not None:
+        frame["since"] = {"offset": since.offset, "epoch": since.epoch}
+    return _with_ref(frame, ref)
+
+
+def leave_request(room: str, *, ref: Ref = None) -> dict[str, Any]:
+    return _with_ref({"type": "leave", "roomId": room}, ref)
+
+
+def post_request(room: str, content: str, *, ref: Ref = None) -> dict[str, Any]:
+    """A room message (``"type": "message"`` on the wire, :class:`Post` once parsed)."""
+    return _with_ref({"type": "message", "roomId": room, "content": content}, ref)
+
+
+def direct_request(to: str, content: str, *, ref: Ref = None) -> dict[str, Any]:
+    return _with_ref({"type": "direct", "to": to, "content": content}, ref)
+
+
+def history_request(room: str, *, limit: int | None = None, ref: Ref = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "history", "roomId": room}
+    if limit is not None:
+        frame["limit"] = limit
+    return _with_ref(frame, ref)
+
+
+def presence_request(room: str, *, ref: Ref = None) -> dict[str, Any]:
+    return _with_ref({"type": "presence", "roomId": room}, ref)
+
+
+def ping_request(ref: Ref = None) -> dict[str, Any]:
+    """A client's ``ping``: the server answers ``pong`` (with the same ``ref``)."""
+    return _with_ref({"type": "ping"}, ref)
+
+
+def pong_request(ref: Ref = None) -> dict[str, Any]:
+    """The answer to the server's app-level ``ping`` (no reply comes back)."""
+    return _with_ref({"type": "pong"}, ref)
+
+
+def refresh_request(token: str, *, ref: Ref = None) -> dict[str, Any]:
+    """A new token for the live connection, before the current one's ``exp``."""
+    return _with_ref({"type": "refresh", "token": token}, ref)
+
+
+# -- server frames ---------------------------------------------------------------
 
 
 def encode(frame: dict[str, Any]) -> str:
@@ -331,25 +360,3 @@ def reply(kind: str, ref: str | int | None = None, **fields: Any) -> str:
 
 
 PING = encode({"type": "ping"})
-
-
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented text frame carrying ``payload`` (RFC 6455 5.2).
-
-    Server-to-client frames are never masked (RFC 6455 5.1), so one encoding
-    serves every receiver of a broadcast.
-    """
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
-
-
-def close_reason(reason: str) -> str:
-    """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry (RFC 6455 5.5)."""
-    raw = reason.encode("utf-8")
-    if len(raw) <= 123:
-        return reason
-    return raw[:123].decode("utf-8", "ignore")

@@ -20,8 +20,8 @@ __all__ = ["Backoff", "should_reconnect", "RECONNECT", "FINAL"]
 
 #: closes after which a client should reconnect (None: the TCP connection dropped)
 RECONNECT: frozenset[int | None] = frozenset({
-    None, 1006, CloseCode.GOING_AWAY, CloseCode.INTERNAL_ERROR, CloseCode.SERVICE_RESTART,
-    1013,  # try again later (RFC 6455 registry)
+    None, CloseCode.ABNORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.INTERNAL_ERROR,
+    CloseCode.SERVICE_RESTART, CloseCode.TRY_AGAIN_LATER,
     CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
 })
 #: closes after which reconnecting would only fail again
@@ -29,6 +29,7 @@ FINAL: frozenset[int] = frozenset({
     CloseCode.NORMAL, CloseCode.UNSUPPORTED_DATA, CloseCode.INVALID_DATA,
     CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG, CloseCode.UNAUTHORIZED,
     CloseCode.RATE_LIMITED,
+    CloseCode.TOO_MANY_CONNECTIONS,  # a bound the server set: coming back only adds load
 })
 
 

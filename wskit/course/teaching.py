@@ -1,8 +1,12 @@
 """Classroom mechanics: exercise checks with hints, and student copies of notebooks.
 
 Marking solutions: a code cell tagged ``solution`` (cell metadata ``tags``), or
-whose first line is ``# SOLUTION``, is an instructor's cell. A student copy is
-the notebook without those cells and with every output cleared::
+whose first line is ``# SOLUTION``, is an instructor's cell; so is one tagged
+``answer`` (or starting with ``# ANSWER``), the answer to a concept question. A student copy is
+the notebook without those cells, with every output cleared, and with the
+exercises' last hint withheld (the ladder's last rung nearly hands over the code:
+it is the teacher's to give), whether shown by ``exercises.about`` or written
+inline in a markdown cell::
 
     python -m wskit student-copies notebooks --out notebooks/student
 
@@ -13,20 +17,33 @@ starts with the exercise's name and ends with a hint; it never passes on a stub.
 from __future__ import annotations
 
 import asyncio
+import html
 import inspect
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 __all__ = ["ExerciseFailed", "passed", "attempt", "settle", "expect", "until", "LogCatcher", "show_logs",
-           "is_solution_cell", "student_copy",
-           "write_student_copies", "SOLUTION_TAG", "SOLUTION_MARKER"]
+           "is_solution_cell", "is_answer_cell", "student_copy", "student_about",
+           "write_student_copies", "SOLUTION_TAG", "SOLUTION_MARKER", "ANSWER_TAG", "ANSWER_MARKER",
+           "STUDENT_EDITION"]
 
 SOLUTION_TAG = "solution"
 SOLUTION_MARKER = "# SOLUTION"
+#: the teacher's answer to a concept question (:mod:`wskit.course.questions`)
+ANSWER_TAG = "answer"
+ANSWER_MARKER = "# ANSWER"
+#: ``metadata.wskit.edition`` of a student copy
+STUDENT_EDITION = "student"
+
+#: the cell that shows an exercise's hints, as the course notebooks write it
+_ABOUT = re.compile(r'^exercises\.about\("([^"]+)"\)\s*$')
+#: a markdown paragraph that lists hints inline ("Hints, one at a time: ...")
+_INLINE_HINTS = re.compile(r"(?ms)^\**Hints?\b.*?(?:\n\s*\n|\Z)")
 
 
 class ExerciseFailed(AssertionError):
@@ -95,19 +112,81 @@ def is_solution_cell(cell: dict[str, Any]) -> bool:
     return text.lstrip().startswith(SOLUTION_MARKER)
 
 
+def _text(cell: dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def is_answer_cell(cell: dict[str, Any]) -> bool:
+    """The teacher's answer to a concept question: left out of student copies too."""
+    if cell.get("cell_type") != "code":
+        return False
+    if ANSWER_TAG in cell.get("metadata", {}).get("tags", []):
+        return True
+    return _text(cell).lstrip().startswith(ANSWER_MARKER)
+
+
 def student_copy(notebook: dict[str, Any]) -> dict[str, Any]:
-    """The notebook without solution cells, outputs cleared."""
+    """The notebook without solution and answer cells, outputs cleared, the last hint withheld.
+
+    Cell for cell the same otherwise (same ids and tags, so the grader and the
+    suite find the check cells): ``exercises.about("K")`` becomes
+    ``student_about("K")``, and a markdown paragraph that starts with "Hints" is
+    dropped from its cell."""
     copy = json.loads(json.dumps(notebook))
     cells = []
     for cell in copy["cells"]:
-        if is_solution_cell(cell):
+        if is_solution_cell(cell) or is_answer_cell(cell):
             continue
         if cell.get("cell_type") == "code":
             cell["outputs"] = []
             cell["execution_count"] = None
+            about = _ABOUT.match(_text(cell).strip())
+            if about:
+                cell["source"] = ("from wskit.course.teaching import student_about\n"
+                                  f'student_about("{about.group(1)}")')
+        elif cell.get("cell_type") == "markdown":
+            cell["source"] = _INLINE_HINTS.sub("", _text(cell)).rstrip("\n")
         cells.append(cell)
     copy["cells"] = cells
+    copy.setdefault("metadata", {}).setdefault("wskit", {})["edition"] = STUDENT_EDITION
     return copy
+
+
+class _StudentAbout:
+    """``exercises.about`` without the ladder's last rung."""
+
+    def __init__(self, key: str) -> None:
+        from .exercises import EXERCISES  # here: the exercises import this module
+
+        found = [e for e in EXERCISES if e.key == key]
+        if not found:
+            raise KeyError(f"no exercise {key!r}; there are {[e.key for e in EXERCISES]}")
+        self.exercise = found[0]
+        self.hints = self.exercise.hints[:-1]
+
+    def _heading(self) -> str:
+        e = self.exercise
+        return (f"Exercise {e.key}: {e.title} ({e.difficulty}, {e.points} point"
+                f"{'s' if e.points > 1 else ''}, about {e.minutes} minutes)")
+
+    def __repr__(self) -> str:
+        lines = [self._heading()]
+        lines += [f"  hint {n}: {hint}" for n, hint in enumerate(self.hints, 1)]
+        lines.append(f"  hint {len(self.hints) + 1}: ask your teacher")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        ladder = "".join(f"<details><summary>Hint {n}</summary><p>{html.escape(hint)}</p>"
+                         f"</details>" for n, hint in enumerate(self.hints, 1))
+        return (f"<p><b>{html.escape(self._heading())}</b>. Stuck? Open one hint at a time; "
+                f"the last one is your teacher's to give.</p>{ladder}")
+
+
+def student_about(key: str) -> _StudentAbout:
+    """What a student copy shows for an exercise: its difficulty, time and every
+    hint but the last, which nearly hands over the code."""
+    return _StudentAbout(key)
 
 
 def write_student_copies(source: Path, out: Path, names: Iterable[str] | None = None) -> list[Path]:

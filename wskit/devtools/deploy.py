@@ -17,7 +17,11 @@ with TLS, in front of any number of wskit instances. Why each line is there:
   a WebSocket, so the token travels in the query string, and the default
   ``combined`` format would write every token into the access log.
 * TLS ends at nginx (``wss://`` outside, ``ws://`` inside); the browser's
-  ``Origin`` passes through unchanged, so ``--origins`` lists the *public* origin.
+  ``Origin`` passes through unchanged, so ``--origin`` lists the *public* origin
+  (or, with ``Host $http_host`` passed on, wskit's same-origin default holds).
+* ``error_log ... crit``: nginx appends ``request: "GET /ws?token=..."`` to every
+  error, warning and info line tied to a request, and the error log has no
+  ``log_format``; below ``crit`` the error log would collect tokens.
 
 :class:`IdleRelay` is a TCP relay that closes a connection idle for longer
 than ``idle_timeout``, as cloud load balancers do (AWS ALB: 60 s by default):
@@ -45,7 +49,9 @@ __all__ = ["nginx_config", "LocalNginx", "IdleRelay", "find_nginx"]
 _TEMPLATE = """\
 # wskit behind nginx: TLS outside, two instances inside, WebSocket upgrade passed on
 worker_processes 1;
-error_log @prefix@/error.log warn;
+# crit: nginx ends error/warn/info lines with the request line, query string (the
+# token) included, and error_log has no format to leave it out
+error_log @prefix@/error.log crit;
 pid @prefix@/nginx.pid;
 events { worker_connections 1024; }
 
@@ -76,7 +82,9 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
+            # the Host the browser sent, port included: wskit's default Origin check
+            # (same-origin: Origin host equal to Host) then holds behind the proxy
+            proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             # closes a connection whose upstream sent nothing this long:
@@ -87,7 +95,7 @@ http {
 
         location / {
             proxy_pass http://wskit;
-            proxy_set_header Host $host;
+            proxy_set_header Host $http_host;
         }
     }
 }
@@ -165,6 +173,11 @@ class LocalNginx:
     def access_log(self) -> str:
         assert self.prefix is not None
         path = self.prefix / "access.log"
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    def error_log(self) -> str:
+        assert self.prefix is not None
+        path = self.prefix / "error.log"
         return path.read_text(encoding="utf-8") if path.exists() else ""
 
     def stop(self) -> None:

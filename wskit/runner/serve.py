@@ -18,24 +18,27 @@ What this module promises, and why:
   switched off and aiohttp's runner does not install handlers.
 * **No loop patching at import.** :func:`enable_nested_asyncio` exists as an
   explicit opt-in for code that calls ``asyncio.run`` inside a notebook.
+
+The framework code that starts aiohttp and uvicorn lives in
+:mod:`wskit.adapters.launch`: this module imports no framework.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import socket
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
+from ..adapters.launch import is_aiohttp_app, start_aiohttp, start_uvicorn
 from ..backplane import Backplane
 from ..exceptions import ConfigError, ServerStartError
+from ..security.origins import is_loopback, split_host
+from ..security.policy import Authorize
 from ..security.tokens import issue_token
 from ..server.chat import ChatServer
-from ..server.logs import quiet_uvicorn_client_faults
 from ..server.settings import Settings
 
 log = logging.getLogger("wskit.runner")
@@ -107,9 +110,9 @@ class RunningServer:
         """The chat page."""
         return f"http://{self.base_url}/"
 
-    def token(self, user: str, ttl: float = 3600.0) -> str:
-        """A token this server accepts."""
-        return issue_token(user, self.server.secret if self.server else None, ttl)
+    def token(self, user: str, ttl: float = 3600.0, **claims: object) -> str:
+        """A token this server accepts; ``claims`` are added (``rooms={"lobby": "rw"}``)."""
+        return issue_token(user, self.server.secret if self.server else None, ttl, **claims)
 
     def url_for(self, user: str, ttl: float = 3600.0) -> str:
         """The endpoint with a fresh token for ``user`` in the query string."""
@@ -168,6 +171,7 @@ async def serve(
     settings: Settings | None = None,
     backplane: Backplane | str | None = None,
     server: ChatServer | None = None,
+    authorize: Authorize | str | None = None,
     **overrides: Any,
 ) -> RunningServer:
     """Start a wskit server on the running loop and return its handle.
@@ -178,6 +182,10 @@ async def serve(
     in-process fakeredis shared by every server of this process.
     ``server``: a ready :class:`ChatServer` (or subclass) to serve instead of
     building one; ``settings``, ``backplane`` and ``overrides`` are then unused.
+    ``authorize``: the policy, ``"open"``, ``"claims"`` or a function
+    ``authorize(user, claims, action, room_or_user) -> bool`` (sync or async); by
+    default ``open`` on loopback and ``claims`` on any other address (secure by
+    default: there ``open`` must be asked for), see docs/authorization.md.
     """
     if framework not in FRAMEWORKS:
         raise ConfigError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
@@ -185,7 +193,12 @@ async def serve(
     if previous is not None:
         await _stop_elsewhere(previous)
     if server is None:
-        server = ChatServer(settings, backplane=backplane, **overrides)
+        if authorize is None and (overrides.get("authorize") or (
+                settings.authorize if settings is not None else None)) is None:
+            authorize = "open" if is_loopback(host) else "claims"
+        server = ChatServer(settings, backplane=backplane, authorize=authorize, **overrides)
+    refuse_exposed_dev_secret(server, host)
+    server.allowed_hosts.add(split_host(host)[0])  # /healthz answers the name it binds
     sock = bind_socket(host, port)
     handle = RunningServer(name, framework, server, sock)
     try:
@@ -194,15 +207,18 @@ async def serve(
         if framework == "aiohttp":
             from ..adapters.aiohttp import create_app
 
-            handle._stopper, handle._unlisten = await _start_aiohttp(
-                create_app(server, manage=False), sock, s.close_timeout)
+            handle._stopper, handle._unlisten = await start_aiohttp(
+                create_app(server, manage=False), sock, s.close_timeout, s.handshake_timeout)
         else:
             from ..adapters.fastapi import create_app as create_asgi
 
-            handle._stopper, handle._unlisten = await _start_uvicorn(
-                create_asgi(server, manage=False), sock, s.close_timeout,
+            handle._stopper, handle._unlisten = await start_uvicorn(
+                create_asgi(server, manage=False), sock, s.close_timeout, s.handshake_timeout,
                 ws_max_size=s.max_message_size, ws_ping_interval=s.protocol_ping_interval,
-                ws_ping_timeout=s.protocol_ping_timeout)
+                ws_ping_timeout=s.protocol_ping_timeout,
+                # uvicorn accepts permessage-deflate by default; wskit decides, the same
+                # way on both frameworks (Settings.compression)
+                ws_per_message_deflate=s.compression)
     except BaseException:
         sock.close()
         await server.stop()
@@ -210,6 +226,20 @@ async def serve(
     _registry[name] = handle
     log.info("wskit %s server %r listening on %s", framework, name, handle.url)
     return handle
+
+
+def refuse_exposed_dev_secret(server: ChatServer, host: str) -> None:
+    """ConfigError unless the development secret stays on loopback.
+
+    The secret is published in wskit's source: on any other address anyone who
+    can reach the port can forge a token for any user.
+    """
+    if server.verifier.dev_secret and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host!r} with the published development secret (anyone "
+            f"could forge tokens): pass --secret (or set WSKIT_SECRET) to a random value of "
+            f"32+ bytes, e.g. python -c 'import secrets; print(secrets.token_hex(32))', "
+            f"or bind 127.0.0.1")
 
 
 async def serve_app(app: Any, *, name: str, host: str = "127.0.0.1", port: int = 0,
@@ -222,17 +252,15 @@ async def serve_app(app: Any, *, name: str, host: str = "127.0.0.1", port: int =
     previous = _registry.pop(name, None)
     if previous is not None:
         await _stop_elsewhere(previous)
-    from aiohttp import web
-
-    framework = "aiohttp" if isinstance(app, web.Application) else "asgi"
+    framework = "aiohttp" if is_aiohttp_app(app) else "asgi"
     sock = bind_socket(host, port)
     handle = RunningServer(name, framework, None, sock)
     try:
         if framework == "aiohttp":
-            handle._stopper, handle._unlisten = await _start_aiohttp(app, sock, 2.0)
+            handle._stopper, handle._unlisten = await start_aiohttp(app, sock, 2.0)
         else:
-            handle._stopper, handle._unlisten = await _start_uvicorn(app, sock, 2.0,
-                                                                     **uvicorn_options)
+            handle._stopper, handle._unlisten = await start_uvicorn(app, sock, 2.0,
+                                                                    **uvicorn_options)
     except BaseException:
         sock.close()
         raise
@@ -248,90 +276,6 @@ async def _stop_elsewhere(handle: RunningServer) -> None:
     elif handle.loop.is_running():
         fut = asyncio.run_coroutine_threadsafe(handle.stop(), handle.loop)
         await asyncio.wrap_future(fut)
-
-
-async def _start_aiohttp(app: Any, sock: socket.socket, close_timeout: float) -> Any:
-    from aiohttp import web
-
-    runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=close_timeout)
-    await runner.setup()
-    site = web.SockSite(runner, sock)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-
-    return runner.cleanup, site.stop  # site.stop(): no new connections, open ones stay
-
-
-def _uvicorn_server_class() -> type:
-    import uvicorn
-
-    class EmbeddedUvicorn(uvicorn.Server):
-        """uvicorn that reports readiness and leaves signal handling alone."""
-
-        def __init__(self, config: uvicorn.Config) -> None:
-            super().__init__(config)
-            self.ready = asyncio.Event()
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # uvicorn would take SIGINT, so "interrupt kernel" would stop the
-            # server instead of interrupting the cell; leave it to the host.
-            yield
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            self.ready.set()
-
-    return EmbeddedUvicorn
-
-
-async def _start_uvicorn(app: Any, sock: socket.socket, close_timeout: float,
-                         **options: Any) -> Any:
-    import uvicorn
-
-    quiet_uvicorn_client_faults()  # a traceback per invalid UTF-8 frame otherwise
-
-    config = uvicorn.Config(
-        app,
-        # explicit: "auto" may pick wsproto, which has no size limit and no pings
-        ws="websockets-sansio",
-        lifespan="off",
-        log_config=None,  # never reconfigure the host's (notebook's) logging
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=max(1, math.ceil(close_timeout)),  # uvicorn takes whole seconds
-        **options,
-    )
-    userver = _uvicorn_server_class()(config)
-
-    async def run() -> None:
-        try:
-            await userver.serve(sockets=[sock])
-        except SystemExit as exc:
-            # A SystemExit escaping a task stops the whole event loop (the kernel).
-            raise ServerStartError(f"uvicorn failed to start (exit status {exc.code})") from None
-
-    task = asyncio.get_running_loop().create_task(run(), name="wskit-uvicorn")
-    ready = asyncio.ensure_future(userver.ready.wait())
-    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.done():
-        ready.cancel()
-        await task  # raises the start error
-        raise ServerStartError("uvicorn stopped before it started")
-
-    async def stop() -> None:
-        userver.should_exit = True
-        await task
-
-    async def unlisten() -> None:
-        for server in userver.servers:  # asyncio.Server: close() stops accepting only
-            server.close()
-
-    return stop, unlisten
 
 
 def running() -> dict[str, RunningServer]:

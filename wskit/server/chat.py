@@ -31,7 +31,10 @@ from ..core.hub import Hub
 from ..core.protocol import CloseCode
 from ..core.ratelimit import TokenBucket, Verdict
 from ..exceptions import AuthError, ProtocolError
-from ..security.tokens import resolve_secret, verify_token
+from ..security.origins import host_allowed, origin_allowed
+from ..security.policy import Authorize
+from ..security.tokens import TokenVerifier, check_secret
+from .authority import REVOKE, Authority
 from .connection import Connection, Outgoing, Transport, close_within
 from .delivery import Delivery
 from .logs import client_faults
@@ -42,6 +45,7 @@ from .relay import Relay
 from .settings import Settings
 
 log = logging.getLogger("wskit.server")
+_REVOKE_HEAD = f'{{"type":"{REVOKE}"'
 
 __all__ = ["ChatServer"]
 
@@ -63,13 +67,20 @@ class ChatServer:
         settings: Settings | None = None,
         *,
         backplane: Backplane | str | None = None,
+        authorize: Authorize | str | None = None,
         **overrides: Any,
     ) -> None:
         settings = settings or Settings()
         if overrides:
             settings = settings.with_(**overrides)
         self.settings = settings
-        self.secret = resolve_secret(settings.secret)
+        #: which keys, ``aud``/``iss`` and lifetime a token needs (HS256 secret or JWKS)
+        self.verifier = TokenVerifier(
+            settings.secret, jwks_url=settings.jwks_url, audience=settings.audience,
+            issuer=settings.issuer, max_lifetime=settings.max_token_lifetime)
+        #: host names (beyond IP literals and ``localhost``) that ``/healthz`` and
+        #: ``/token`` answer to; the runner adds the host it binds
+        self.allowed_hosts: set[str] = {h.lower() for h in settings.allowed_hosts or ()}
         name = settings.instance_name or "wskit"
         self.instance_id = f"{name}-{uuid.uuid4().hex[:6]}"
         self.hub: Hub[Connection] = Hub()
@@ -89,6 +100,10 @@ class ChatServer:
             self.delivery.announce if settings.presence_events else None)
         #: join, leave, history and presence requests
         self.membership = Membership(settings, self.hub, self.relay, self.log, self.presence)
+        #: who may do what, and until when (docs/authorization.md)
+        self.authority = Authority(settings, self.hub, self.presence, authorize, self.claims)
+        # under any policy but open, no reply says whether another user is online
+        self.delivery.hide_offline = not self.authority.open
         #: by id: a post back from the bus names its sender by id
         self._connections: dict[str, Connection] = {}
         self._started = False
@@ -148,32 +163,64 @@ class ChatServer:
 
     # -- handshake -----------------------------------------------------------
 
-    def origin_allowed(self, origin: str | None) -> bool:
+    @property
+    def secret(self) -> str | None:
+        """The HS256 secret tokens are checked (and issued) with; None with a JWKS."""
+        return self.verifier.secret
+
+    @secret.setter
+    def secret(self, value: str) -> None:  # a key rotation
+        self.verifier.secret = check_secret(value)
+
+    def origin_allowed(self, origin: str | None, host: str | None = None) -> bool:
         """Cross-Site WebSocket Hijacking guard, checked before the upgrade.
 
         Browsers always send ``Origin`` on a WebSocket handshake and a page
         cannot forge it; non-browser clients usually send none and are let
         through (they could forge any header anyway; the token is what
-        authenticates them).
+        authenticates them). With no ``Settings.origins``, only the server's own
+        pages (``Origin`` host equal to the ``Host`` header) pass.
         """
-        allowed = self.settings.origins
-        return allowed is None or origin is None or origin in allowed
+        return origin_allowed(origin, host, self.settings.origins)
 
-    def authenticate(self, token: str | None) -> str:
-        return verify_token(token, self.secret)
+    def host_allowed(self, host: str | None) -> bool:
+        """DNS-rebinding guard for ``/healthz`` and ``/token`` (see security.origins)."""
+        return host_allowed(host, self.allowed_hosts)
+
+    async def claims(self, token: str | None) -> dict[str, Any]:
+        """The claims of a valid token, or :class:`AuthError` saying why not.
+
+        A JWKS key lookup may fetch over the network with blocking urllib, so it
+        runs in a thread, never on the event loop.
+        """
+        v = self.verifier
+        key = await asyncio.to_thread(v.key_for, token) if v.needs_io else None
+        return v.decode(token, key)
+
+    async def authenticate(self, token: str | None) -> str:
+        return str((await self.claims(token))["sub"])
 
     # -- one connection ------------------------------------------------------
 
-    async def serve_connection(self, transport: Transport, token: str | None) -> None:
+    async def serve_connection(self, transport: Transport, token: str | None,
+                               remote: str | None = None) -> None:
         """Run one accepted WebSocket from first frame to last; never raises.
 
         A missing or bad token closes with 4001 and the reason (after the
         upgrade, because a browser cannot read the status of a refused one).
+        ``remote`` is the client's IP address, for ``max_connections_per_ip``.
         """
         try:
-            user = self.authenticate(token)
+            claims = await self.claims(token)
         except AuthError as exc:
             if not await close_within(transport, CloseCode.UNAUTHORIZED, str(exc),
+                                      self.settings.close_timeout):
+                transport.abort()
+            return
+        user = str(claims["sub"])
+        refusal = self.authority.over_limit(user, remote)
+        if refusal is not None:
+            if not await close_within(transport, CloseCode.TOO_MANY_CONNECTIONS, refusal,
                                       self.settings.close_timeout):
                 transport.abort()
             return
@@ -187,6 +234,7 @@ class ChatServer:
             conn.bucket = TokenBucket(s.rate_limit, s.rate_burst,
                                       now=asyncio.get_running_loop().time())
         self._connections[conn.id] = conn
+        self.authority.attach(conn, claims, remote)
         try:
             if self.hub.add(conn, user) and self.relay is not None:
                 self.relay.user_arrived(user)
@@ -256,6 +304,7 @@ class ChatServer:
             "type": "welcome", "userId": conn.user, "connectionId": conn.id,
             "instance": self.instance_id, "heartbeat": heartbeat,
             "maxMessageSize": s.max_message_size,
+            "expiresAt": self.authority.expires_at(conn),
         })
 
     def _on_close(self, conn: Connection) -> None:
@@ -271,6 +320,7 @@ class ChatServer:
             client_faults.log(logging.INFO, "closing %s (user %r) with %s: %s", conn.id,
                               conn.user, conn.close_code, conn.close_reason)
         self.membership.depart(conn)
+        self.authority.detach(conn)
 
     # -- frames --------------------------------------------------------------
 
@@ -291,6 +341,9 @@ class ChatServer:
             await self.delivery.posts_done(conn)
         if not self._admit(conn, request.ref):
             return
+        if not self.authority.open and not await self.authority.admits(
+                conn, request, self.delivery.posts_done):
+            return
         match request:
             case protocol.Post():
                 await self.delivery.post(conn, request)
@@ -306,6 +359,8 @@ class ChatServer:
                 await self.membership.who(conn, request)
             case protocol.Ping():
                 conn.deliver(protocol.reply("pong", request.ref))
+            case protocol.Refresh():
+                await self.authority.refresh(conn, request, self.membership.leave)
 
     def _admit(self, conn: Connection, ref: protocol.Ref) -> bool:
         """Spend a token of the connection's rate limit; answer or close if none is left."""
@@ -331,6 +386,9 @@ class ChatServer:
     def _route(self, kind: str, key: str, text: str, offset: int | None,
                sender: str | None) -> None:
         if kind == "user":
+            if text.startswith(_REVOKE_HEAD):  # revoke(): another instance's
+                self.authority.close_user(key)
+                return
             targets = self.hub.user_targets(key)
         else:
             # our own post, back from the bus: not to its sender
@@ -341,6 +399,21 @@ class ChatServer:
             targets = [t for t in targets if t.user != user]
         if targets:
             self.delivery.fan_out(key, targets, Outgoing(text), offset)
+
+    # -- revocation ----------------------------------------------------------
+
+    async def revoke(self, user: str) -> int:
+        """Close every connection of ``user`` with 4001 "token revoked", here and (over
+        the user's backplane channel, the one direct messages use) on every instance.
+
+        Returns how many were closed here. A new connection with a still-valid token
+        is not refused: stop issuing the user tokens (docs/authorization.md).
+        Raises BackplaneUnavailable if the other instances cannot be told.
+        """
+        closed = self.authority.close_user(user)
+        if self.relay is not None:
+            await self.relay.publish_user(user, protocol.encode({"type": REVOKE}))
+        return closed
 
     # -- helpers -------------------------------------------------------------
 

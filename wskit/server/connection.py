@@ -34,8 +34,10 @@ the first frame that waits. A frame that need not wait (nothing queued) is
 written at once without either: through ``try_write`` where the transport offers
 it, else by running the send's first step in place (``_send_eagerly``).
 
-A :class:`Transport` is the only thing an adapter must provide; it wraps a
-framework's WebSocket object.
+A :class:`~wskit.server.transport.Transport` is the only thing an adapter must
+provide; it wraps a framework's WebSocket object. It lives in
+:mod:`wskit.server.transport` with the frame that is written on it
+(:class:`Outgoing`), apart from the queueing and closing rules of this module.
 """
 
 from __future__ import annotations
@@ -44,75 +46,29 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Callable
 from types import CoroutineType
-from typing import Any, Protocol
+from typing import Any
 
-from ..core.protocol import CloseCode, text_frame
+from ..core.protocol import CloseCode
 from ..core.ratelimit import TokenBucket
 from .heartbeat import Heartbeat
+from .transport import (
+    Continue,
+    Frame,
+    Outgoing,
+    Transport,
+    close_within,
+    text_of,
+    wire_of,
+)
 
 log = logging.getLogger("wskit.connection")
 
-__all__ = ["Transport", "Connection", "Outgoing"]
+# Transport, Outgoing and close_within: re-exported from .transport, where they live
+__all__ = ["Connection", "Transport", "Outgoing", "close_within"]
 
 _ids = itertools.count(1)
-
-
-class Transport(Protocol):
-    """What an adapter provides for each accepted WebSocket."""
-
-    async def receive(self) -> str | bytes | None:
-        """The next data frame: ``str`` for text, ``bytes`` for binary, None once closed.
-
-        A frame over the size limit is the framework's business: it closes the
-        connection with 1009 and ``receive`` then returns None.
-        """
-
-    def send_text(self, text: str) -> Awaitable[None]:
-        """Send one text frame; may block on back-pressure, may raise if the peer is gone.
-
-        An ``async def`` will do; a plain method may also return the framework's own
-        awaitable, which saves a coroutine per delivery (the FastAPI adapter does).
-        """
-
-    async def close(self, code: int, reason: str) -> None:
-        """Start the closing handshake (RFC 6455 section 7.1.2)."""
-
-    def abort(self) -> None:
-        """Drop the TCP connection without a handshake (the peer is not cooperating)."""
-
-    # Optional: ``try_write(wire: bytes) -> bool`` writes a ready-made frame now if
-    # the socket can take it without waiting, else returns False (see Connection).
-
-
-class Outgoing:
-    """One server frame, encoded to wire bytes at most once, however many receive it."""
-
-    __slots__ = ("text", "_wire")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._wire: bytes | None = None
-
-    @property
-    def wire(self) -> bytes:
-        if self._wire is None:
-            self._wire = text_frame(self.text.encode())
-        return self._wire
-
-
-Frame = str | Outgoing
-
-
-def _text(frame: Frame) -> str:
-    return frame if type(frame) is str else frame.text  # type: ignore[union-attr]
-
-
-def _wire(frame: Frame) -> bytes:
-    if type(frame) is Outgoing:
-        return frame.wire
-    return text_frame(frame.encode())  # type: ignore[union-attr]
 
 
 class Connection:
@@ -125,25 +81,15 @@ class Connection:
     ``wait_closed()`` returns once no task of this connection is left.
     """
 
-    __slots__ = (
-        "id", "user", "transport", "close_code", "close_reason", "_queue", "_limit",
-        "_byte_limit", "_queued_bytes",
-        "_started", "_writer", "_closer", "_closing", "_on_close", "_close_timeout",
-        "closed_future", "_try_write", "heartbeat", "_drained", "bucket", "frames_out",
-        "reader", "read_cancelled",
-    )
+    __slots__ = ("id", "user", "transport", "close_code", "close_reason", "_queue", "_limit",
+                 "_byte_limit", "_queued_bytes", "_started", "_writer", "_closer", "_closing",
+                 "_on_close", "_close_timeout", "closed_future", "_try_write", "heartbeat",
+                 "_drained", "bucket", "frames_out", "reader", "read_cancelled")
 
-    def __init__(
-        self,
-        transport: Transport,
-        user: str,
-        *,
-        outbox_limit: int = 1024,
-        outbox_bytes: int = 1 << 20,
-        close_timeout: float = 2.0,
-        on_close: Callable[[Connection], None] | None = None,
-        heartbeat: tuple[float, float] | None = None,
-    ) -> None:
+    def __init__(self, transport: Transport, user: str, *, outbox_limit: int = 1024,
+                 outbox_bytes: int = 1 << 20, close_timeout: float = 2.0,
+                 on_close: Callable[[Connection], None] | None = None,
+                 heartbeat: tuple[float, float] | None = None) -> None:
         self.id = f"c{next(_ids)}"
         self.user = user
         self.transport = transport
@@ -226,10 +172,9 @@ class Connection:
         if self.heartbeat is not None:
             self.heartbeat.start()
 
-    def _start_writer(self, first: _Continue | None = None) -> None:
+    def _start_writer(self, first: Continue | None = None) -> None:
         self._writer = asyncio.get_running_loop().create_task(
-            self._write_loop(first), name=f"wskit-writer-{self.id}"
-        )
+            self._write_loop(first), name=f"wskit-writer-{self.id}")
 
     def pong(self) -> None:
         """The client answered an app-level ping."""
@@ -253,18 +198,15 @@ class Connection:
         if not queue and self._writer is None and self._started:
             # nothing waits and no writer is mid-frame: writing now keeps the order
             if self._try_write is None:
-                return self._send_eagerly(_text(frame))
-            if self._try_write(_wire(frame)):
+                return self._send_eagerly(text_of(frame))
+            if self._try_write(wire_of(frame)):
                 return True
         if queue is None:
             queue = self._queue = deque()
-        size = len(_text(frame))
+        size = len(text_of(frame))
         if len(queue) >= self._limit or self._queued_bytes + size > self._byte_limit:
-            self.close_soon(
-                CloseCode.SLOW_CONSUMER,
-                f"outbox full ({len(queue)} frames, {self._queued_bytes} bytes): "
-                "the client is not reading",
-            )
+            self.close_soon(CloseCode.SLOW_CONSUMER, f"outbox full ({len(queue)} frames, "
+                            f"{self._queued_bytes} bytes): the client is not reading")
             return False
         self._queued_bytes += size
         queue.append(frame)
@@ -275,13 +217,11 @@ class Connection:
     def _send_eagerly(self, text: str) -> bool:
         """Run a send's first step here, without a task; a writer task only if it waits.
 
-        A transport without ``try_write`` (ASGI gives no handle on the socket) has
-        only an async send, yet nearly every send completes without suspending
-        (uvicorn writes to the socket at once unless its buffer is paused). A task
-        per send cost a broadcast to N idle receivers N tasks: 12% of a FastAPI
-        server's CPU, and most of its latency at a third of its capacity (py-spy).
-        This is asyncio's eager task start (Python 3.12), done by hand because it
-        must work from 3.10 and should not even build the Task.
+        Nearly every send completes without suspending, so a task per send (for a
+        broadcast to N idle receivers, N tasks: 12% of a FastAPI server's CPU, by
+        py-spy) is wasted. This is asyncio's eager task start (Python 3.12), by hand
+        because it must work from 3.10 and should not even build the Task. Inline,
+        not a helper: it runs once per receiver of every broadcast.
         """
         awaitable = self.transport.send_text(text)
         # a coroutine is stepped as it is; any other awaitable through its iterator
@@ -296,10 +236,10 @@ class Connection:
             self.close_soon(CloseCode.GOING_AWAY, "write failed", _from_writer=True)
             return False
         # it waits (back-pressure): a writer task finishes it, then the outbox
-        self._start_writer(_Continue(coro, waiting_on))
+        self._start_writer(Continue(coro, waiting_on))
         return True
 
-    async def _write_loop(self, first: _Continue | None = None) -> None:
+    async def _write_loop(self, first: Continue | None = None) -> None:
         """Send until the outbox is empty, then end: the next waiting frame starts
         a new writer (an idle connection holds no task). ``first``: a send begun
         by :meth:`_send_eagerly` that had to wait, to finish before the outbox."""
@@ -310,7 +250,7 @@ class Connection:
                 self.frames_out += 1
             queue = self._queue  # made meanwhile if frames came while that send waited
             while queue:
-                text = _text(queue.popleft())
+                text = text_of(queue.popleft())
                 self._queued_bytes -= len(text)
                 await send(text)
                 self.frames_out += 1
@@ -352,9 +292,7 @@ class Connection:
         if self._on_close is not None:
             self._on_close(self)
         self._closer = asyncio.get_running_loop().create_task(
-            self._shutdown(code, reason, skip_handshake=_from_writer),
-            name=f"wskit-close-{self.id}",
-        )
+            self._shutdown(code, reason, skip_handshake=_from_writer), name=f"wskit-close-{self.id}")
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "", *,
                     flush: bool = False) -> None:
@@ -384,55 +322,3 @@ class Connection:
         if not await close_within(self.transport, code, reason, self._close_timeout):
             log.debug("close of %s did not complete; aborting", self.id)
             self.transport.abort()
-
-
-class _Continue:
-    """Finish, inside a task, a coroutine whose first step ran outside any task.
-
-    ``waiting_on`` is what its first step yielded (the future it waits for); the
-    task awaiting this object receives it, and every later step and any exception
-    (a cancellation) is passed through, as ``yield from`` would for a fresh one.
-    """
-
-    __slots__ = ("coro", "waiting_on")
-
-    def __init__(self, coro: Coroutine[Any, Any, None] | Generator[Any, Any, None],
-                 waiting_on: Any) -> None:
-        self.coro, self.waiting_on = coro, waiting_on
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, value = self.coro, self.waiting_on
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # thrown into the task: CancelledError
-                try:
-                    value = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration:
-                    return
-
-
-async def close_within(transport: Transport, code: int, reason: str, timeout: float) -> bool:
-    """Run the closing handshake in a task of its own, for at most ``timeout`` s.
-
-    A task of its own, not ``wait_for``: a framework may raise CancelledError out
-    of its close (aiohttp does when a cancelled writer left its shared drain
-    future cancelled), and that must not pass for *our* cancellation.
-    True if the handshake completed without error.
-    """
-    task = asyncio.get_running_loop().create_task(transport.close(code, reason))
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.wait({task})
-    return bool(done) and not task.cancelled() and task.exception() is None

@@ -61,6 +61,9 @@ class Delivery:
         self._ids = itertools.count(1)
         #: each connection's batched posts not yet stored
         self._posting: dict[Connection, _InFlight] = {}
+        #: answer ``sent`` even when no one was reached, so no reply tells whether a
+        #: user is online (set under every authorization policy but open)
+        self.hide_offline = False
 
     def next_id(self) -> str:
         return f"{self._instance_id}-{next(self._ids)}"
@@ -203,7 +206,7 @@ class Delivery:
         # sender's own other tabs never do, else a user with two tabs could
         # never be told "user_offline").
         reached, bus_error = await self._to_user(conn, req.to, frame, text)
-        if reached == 0:
+        if reached == 0 and not self.hide_offline:
             if bus_error is not None:
                 conn.deliver(protocol.error_frame(
                     "backplane_unavailable", f"not delivered: user {req.to!r} has no "

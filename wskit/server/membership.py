@@ -43,6 +43,13 @@ class Membership:
                 "unknown_room", f"no room {req.room!r} on this server; rooms: "
                 + ", ".join(sorted(rooms)), req.ref))
             return
+        limit = self.settings.max_rooms_per_connection
+        if (limit is not None and not self.hub.is_member(conn, req.room)
+                and len(self.hub.rooms_of(conn)) >= limit):
+            conn.deliver(protocol.error_frame(
+                "too_many_rooms", f"a connection may be in at most {limit} rooms; leave "
+                "one first", req.ref))
+            return
         if self.hub.join(conn, req.room) and self.relay is not None:
             self.relay.room_opened(req.room)
         self.presence.want(req.room, conn.user)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..exceptions import ConfigError
+
 __all__ = ["Settings"]
 
 
@@ -13,14 +15,22 @@ class Settings:
     """How a wskit server behaves. All sizes in bytes, all times in seconds.
 
     ``Settings()`` is a working default; override with keyword arguments or
-    :meth:`with_`.
+    :meth:`with_`. A value that cannot work raises :class:`~wskit.exceptions.ConfigError`
+    (a ``ValueError`` too), naming the field.
     """
 
-    #: HS256 secret for tokens; None: ``WSKIT_SECRET``, else the dev secret (warns)
+    #: HS256 secret for tokens (32 bytes or more); None: ``WSKIT_SECRET``, else the
+    #: development secret (warns; ``serve`` allows it on loopback only)
     secret: str | None = None
-    #: allowed ``Origin`` headers (e.g. ``("http://localhost:8000",)``); None: any.
-    #: A request without an Origin header (not a browser) is always allowed.
+    #: allowed ``Origin`` headers (e.g. ``("https://chat.example.com",)``; ``"*"``: any);
+    #: None: same-origin only (``Origin`` host equal to ``Host``). A request without an
+    #: Origin header (not a browser) is always allowed. A refused one gets HTTP 403.
     origins: tuple[str, ...] | None = None
+    #: accept permessage-deflate (RFC 7692) when a client offers it, as every browser
+    #: does. Off by default on both frameworks: each compressed connection keeps two
+    #: zlib contexts (tens of KB), and a broadcast is then compressed once per receiver
+    #: instead of encoded once for all (docs/benchmarks.md has the measured cost)
+    compression: bool = False
     #: largest accepted frame; a bigger one closes the connection with 1009
     max_message_size: int = 64 * 1024
     #: frames a connection may have queued before it is closed with 4008
@@ -70,30 +80,75 @@ class Settings:
     page: bool = True
     #: ``GET /token?user=NAME`` hands out tokens to anyone: development only
     dev_tokens: bool = False
+    #: an identity provider's JWKS URL: RS256/ES256 tokens signed by its keys are
+    #: accepted, and HS256 tokens no longer are
+    jwks_url: str | None = None
+    #: the ``aud`` a token must carry; None: a token with an ``aud`` is refused
+    audience: str | None = None
+    #: the ``iss`` a token must carry; None: not checked
+    issuer: str | None = None
+    #: longest accepted token lifetime ``exp - iat`` in seconds (``iat`` then
+    #: required); None: no maximum
+    max_token_lifetime: float | None = None
+    #: host names that ``/healthz`` and ``/token`` answer besides IP literals,
+    #: ``localhost`` and the host bound (DNS rebinding guard)
+    allowed_hosts: tuple[str, ...] | None = None
+    #: seconds a new TCP connection has to send a complete request head (the
+    #: WebSocket handshake); slower ones are dropped (slowloris)
+    handshake_timeout: float = 10.0
+    #: the authorization policy by name (docs/authorization.md): "open" lets every
+    #: user do everything, "claims" reads the token's "rooms" claim; None: "open" here,
+    #: while ``wskit.serve`` picks "claims" for any address but loopback
+    authorize: str | None = None
+    #: a connection whose token expires without a ``refresh`` is closed with 4001 this
+    #: long after its ``exp`` (seconds; clock skew between issuer and server)
+    token_grace: float = 0.0
+    #: rooms one connection may be in at once (as Centrifugo's 128); None: no bound
+    max_rooms_per_connection: int | None = 128
+    #: connections one user may hold on this instance; None: no bound (load tests and
+    #: tabs share a user). Over it: close 4009
+    max_connections_per_user: int | None = None
+    #: connections one client IP may hold on this instance; None: no bound (offices
+    #: share an IP). Over it: close 4009
+    max_connections_per_ip: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_message_size < 256:
-            raise ValueError("max_message_size must be at least 256 bytes")
+            raise ConfigError("max_message_size must be at least 256 bytes")
         if self.outbox_limit < 1:
-            raise ValueError("outbox_limit must be at least 1")
+            raise ConfigError("outbox_limit must be at least 1")
         if self.outbox_bytes < self.max_message_size:
-            raise ValueError("outbox_bytes must be at least max_message_size")
+            raise ConfigError("outbox_bytes must be at least max_message_size")
         if (self.ping_interval is None) != (self.ping_timeout is None):
-            raise ValueError("set both ping_interval and ping_timeout, or neither")
+            raise ConfigError("set both ping_interval and ping_timeout, or neither")
         for name in ("ping_interval", "ping_timeout", "protocol_ping_interval",
                      "protocol_ping_timeout", "close_timeout", "slow_reader_grace",
-                     "rate_limit"):
+                     "rate_limit", "handshake_timeout", "max_token_lifetime"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive (use None to turn it off)")
+                raise ConfigError(f"{name} must be positive (use None to turn it off)")
         if self.history_size < 0:
-            raise ValueError("history_size must be 0 (off) or more")
+            raise ConfigError("history_size must be 0 (off) or more")
         if self.history_ttl <= 0 or self.drain_timeout <= 0 or self.presence_ttl <= 0:
-            raise ValueError("history_ttl, presence_ttl and drain_timeout must be positive")
+            raise ConfigError("history_ttl, presence_ttl and drain_timeout must be positive")
+        if self.token_grace < 0:
+            raise ConfigError("token_grace must be 0 or more")
+        for name in ("max_rooms_per_connection", "max_connections_per_user",
+                     "max_connections_per_ip"):
+            bound = getattr(self, name)
+            if bound is not None and bound < 1:
+                raise ConfigError(f"{name} must be at least 1 (use None for no bound)")
+        if self.authorize not in (None, "open", "claims"):
+            raise ConfigError("authorize must be 'open' or 'claims' (a function: pass it "
+                             "to ChatServer or serve as authorize=)")
         if self.rate_burst is not None and self.rate_burst < 1:
-            raise ValueError("rate_burst must be at least 1")
+            raise ConfigError("rate_burst must be at least 1")
         if isinstance(self.origins, str):
             object.__setattr__(self, "origins", (self.origins,))
+        if isinstance(self.allowed_hosts, str):
+            object.__setattr__(self, "allowed_hosts", (self.allowed_hosts,))
+        if self.jwks_url is not None and self.dev_tokens:
+            raise ConfigError("dev_tokens issues HS256 tokens, which a jwks_url server refuses")
         if self.rooms is not None and not isinstance(self.rooms, frozenset):
             object.__setattr__(self, "rooms", frozenset(self.rooms))
 

@@ -97,16 +97,18 @@ class MemoryTransport:
 class Peer:
     """One client of a :class:`ChatServer`, over a :class:`MemoryTransport`."""
 
-    def __init__(self, server: ChatServer, user: str) -> None:
+    def __init__(self, server: ChatServer, user: str, token: str | None = None) -> None:
         self.server = server
         self.user = user
+        #: the token to connect with; None: one issued for ``user`` by the server's secret
+        self.token = token
         self.transport = MemoryTransport()
         self._read = 0
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> Peer:
         """Queue ``serve_connection`` as a task, as an adapter's handler would be."""
-        token = None if self.user == "" else _token(self.server, self.user)
+        token = self.token or (None if self.user == "" else _token(self.server, self.user))
         self.task = asyncio.get_running_loop().create_task(
             self.server.serve_connection(self.transport, token), name=f"peer-{self.user}")
         return self

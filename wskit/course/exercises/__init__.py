@@ -46,12 +46,13 @@ from .reliability import (
     presence_expiry,
     retry_when_unavailable,
 )
+from .security import check_team_policy
 
 __all__ = ["Exercise", "EXERCISES", "about", "for_notebook", "outcome", "run_check", "score",
            "check_slash_commands", "check_private_messages", "check_typing_tracker",
            "check_rate_limiter", "check_members_across_instances", "check_dead_socket_broadcast",
            "check_retry_when_unavailable", "check_pong_watch", "check_full_jitter",
-           "check_history_to_live", "check_presence_expiry"]
+           "check_history_to_live", "check_presence_expiry", "check_team_policy"]
 
 POINTS = {"easy": 1, "medium": 2, "hard": 3}
 
@@ -75,7 +76,7 @@ class Exercise:
 
 EXERCISES: tuple[Exercise, ...] = (
     Exercise("1.1", "A broadcast that survives a dead socket and a stuck one",
-             "01_aiohttp_manager", ("broadcast_to_room",), dead_socket_broadcast, "medium", 20,
+             "01_aiohttp_manager", ("broadcast_to_room",), dead_socket_broadcast, "medium", 15,
              timing=True, hints=(
                  "Three things go wrong in the seed's loop: one failed send stops everyone "
                  "after it, the set it walks can change while it awaits, and one reader that "
@@ -152,6 +153,15 @@ EXERCISES: tuple[Exercise, ...] = (
                  "An entry counts while its expiry is still ahead of now.",
                  "A user is present if any of its entries (any instance) counts.",
                  "sorted({user for user, _, expires_at in entries if expires_at > now})")),
+    Exercise("10.1", "A team policy", "10_who_may_do_what", ("authorize",),
+             check_team_policy, "medium", 15, (
+                 "One rule per kind of target, checked in order; anything no rule allows "
+                 "is refused.",
+                 "Look at the action first (direct is about users, the rest about rooms), "
+                 "then at the room: 'lobby', 'announcements', 'team-...'.",
+                 "direct: target in claims.get('friends', []); lobby: True; announcements: "
+                 "action != 'post' or claims.get('role') == 'admin'; team-X: "
+                 "claims.get('team') == X; else False")),
 )
 
 

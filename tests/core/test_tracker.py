@@ -1,0 +1,152 @@
+"""The client's recovery rules (wskit.core.tracker), in memory: no server, no socket.
+
+tests/server/test_recovery.py checks the same rules end to end over real sockets;
+here each rule is stated on its own, with the frames a server sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wskit.core import protocol
+from wskit.core.tracker import RoomTracker
+
+
+def joined(room: str, offset: int | None = 0, epoch: str | None = "e1", **extra: Any) -> dict:
+    return {"type": "joined", "roomId": room, "offset": offset, "epoch": epoch, "ref": "r1",
+            **extra}
+
+
+def message(room: str, offset: Any, epoch: str | None = "e1", content: str = "hi") -> dict:
+    return {"type": "message", "roomId": room, "userId": "bob", "content": content,
+            "offset": offset, "epoch": epoch}
+
+
+def tracking(room: str = "r", offset: int = 0, epoch: str = "e1") -> RoomTracker:
+    tracker = RoomTracker()
+    assert tracker.received(joined(room, offset, epoch)).deliver
+    return tracker
+
+
+def test_a_plain_join_starts_from_the_rooms_top() -> None:
+    tracker = RoomTracker()
+    verdict = tracker.received(joined("r", 7, "e1"))
+    assert verdict.deliver and verdict.events == []
+    assert tracker.rooms == {"r": {"offset": 7, "epoch": "e1"}}
+
+
+def test_each_message_moves_the_position_on() -> None:
+    tracker = tracking()
+    for offset in (1, 2, 5):  # a gap in offsets within one epoch is not the client's to judge
+        assert tracker.received(message("r", offset)).deliver
+    assert tracker.rooms["r"] == {"offset": 5, "epoch": "e1"}
+    assert tracker.lost == []
+
+
+def test_a_message_at_or_below_the_position_is_a_duplicate() -> None:
+    tracker = tracking(offset=3)
+    assert not tracker.received(message("r", 3)).deliver
+    assert not tracker.received(message("r", 1)).deliver
+    assert tracker.received(message("r", 4)).deliver
+    assert not tracker.received(message("r", 4)).deliver
+    assert tracker.rooms["r"]["offset"] == 4
+
+
+def test_messages_of_rooms_not_joined_or_without_offsets_pass_untouched() -> None:
+    tracker = tracking()
+    assert tracker.received(message("elsewhere", 1)).deliver
+    assert tracker.received(message("r", None)).deliver  # history off: no offsets
+    assert tracker.received(message("r", True)).deliver  # a bool is not an offset
+    assert tracker.received(message("r", "3")).deliver
+    assert tracker.received({"type": "message", "roomId": ["x"], "offset": 1}).deliver
+    assert tracker.rooms == {"r": {"offset": 0, "epoch": "e1"}}
+
+
+def test_a_new_epoch_is_announced_before_its_first_message_and_counted_as_lost() -> None:
+    tracker = tracking(offset=40)
+    verdict = tracker.received(message("r", 1, epoch="e2"))
+    assert verdict.deliver  # offsets started again: offset 1 is new, not a duplicate
+    assert verdict.events == [{"type": "history_reset", "roomId": "r", "epoch": "e2"}]
+    assert tracker.rooms["r"] == {"offset": 1, "epoch": "e2"}
+    assert tracker.lost == ["r"]
+    assert not tracker.received(message("r", 1, epoch="e2")).deliver
+
+
+def test_leaving_stops_tracking() -> None:
+    tracker = tracking()
+    tracker.received({"type": "left", "roomId": "r", "ref": "r2"})
+    assert tracker.rooms == {}
+    assert tracker.received(message("r", 0)).deliver  # no position: nothing is a duplicate
+
+
+def test_rejoin_frames_carry_since_where_the_position_is_known() -> None:
+    tracker = tracking("a", 4, "e1")
+    tracker.received(joined("b", None, None))  # a server with history off
+    requests = tracker.rejoin_requests()
+    assert requests == [protocol.join_request("a", since=protocol.Since(4, "e1")),
+                        protocol.join_request("b")]
+    assert [protocol.parse(protocol.encode(f)) for f in requests] == [
+        protocol.Join("a", None, protocol.Since(4, "e1")), protocol.Join("b")]
+
+
+def test_sending_a_join_with_since_sets_the_position_before_the_replay() -> None:
+    tracker = tracking(offset=9)
+    tracker.sending(protocol.join_request("r", since=protocol.Since(4, "e1"), ref="r5"))
+    assert tracker.rooms["r"] == {"offset": 4, "epoch": "e1"}
+    tracker.sending(protocol.join_request("s"))  # a plain join: its reply decides
+    tracker.sending(protocol.post_request("r", "x"))
+    assert set(tracker.rooms) == {"r"}
+
+
+def test_a_recovered_rejoin_in_the_same_epoch_keeps_the_position_for_the_replay() -> None:
+    tracker = tracking(offset=4)
+    verdict = tracker.received(joined("r", 9, "e1", recovered=True))
+    assert verdict.deliver
+    assert verdict.events == [{"type": "rejoined", "roomId": "r", "recovered": True,
+                               "offset": 9}]
+    assert tracker.rooms["r"] == {"offset": 4, "epoch": "e1"}  # 5..9 are on their way
+    assert [tracker.received(message("r", n)).deliver for n in (5, 6, 6, 7, 8, 9, 9)] == [
+        True, True, False, True, True, True, False]
+    assert tracker.lost == []
+
+
+def test_an_unrecovered_rejoin_is_lost_and_announced() -> None:
+    tracker = tracking(offset=4)
+    verdict = tracker.received(joined("r", 900, "e1", recovered=False))
+    assert verdict.events[0]["recovered"] is False
+    assert tracker.lost == ["r"]
+
+
+def test_a_rejoin_into_another_epoch_starts_from_that_epochs_top() -> None:
+    tracker = tracking(offset=4)
+    verdict = tracker.received(joined("r", 2, "e2", recovered=False))
+    assert tracker.rooms["r"] == {"offset": 2, "epoch": "e2"}
+    assert [e["type"] for e in verdict.events] == ["rejoined"] and tracker.lost == ["r"]
+    assert not tracker.received(message("r", 2, epoch="e2")).deliver
+    assert tracker.received(message("r", 3, epoch="e2")).deliver
+
+
+def test_other_frames_are_delivered_and_change_nothing() -> None:
+    tracker = tracking()
+    for frame in ({"type": "sent", "ref": "r3"}, {"type": "direct", "from": "x", "content": ""},
+                  {"type": "joined"}, {"type": "left", "roomId": 3}, {"type": "presence"}, {}):
+        verdict = tracker.received(frame)
+        assert verdict.deliver and verdict.events == []
+    assert tracker.rooms == {"r": {"offset": 0, "epoch": "e1"}}
+
+
+@given(st.lists(st.integers(1, 30), max_size=60))
+def test_whatever_the_overlap_each_offset_is_delivered_once_and_in_order(
+        arrivals: list[int]) -> None:
+    """A replay and the live stream interleave: the application sees a rising sequence."""
+    tracker = tracking()
+    delivered = [n for n in arrivals if tracker.received(message("r", n)).deliver]
+    top, expected = 0, []
+    for n in arrivals:  # each offset above everything before it, and nothing else
+        if n > top:
+            top = n
+            expected.append(n)
+    assert delivered == expected
