@@ -9,6 +9,7 @@ from aiohttp import WSMsgType, web
 from ..core.protocol import close_reason
 from ..server.chat import ChatServer
 from . import WS_PATH, chat_page, dev_token, health
+from . import api as http_api
 
 __all__ = ["create_app", "AiohttpTransport", "SERVER_KEY"]
 
@@ -94,6 +95,22 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response(health(request.app[SERVER_KEY]))
 
 
+def _answer(answer: http_api.Answer) -> web.Response:
+    # content_type and charset apart: aiohttp refuses a charset inside content_type
+    ctype, _, params = answer.content_type.partition(";")
+    charset = params.partition("charset=")[2].strip() or None
+    return web.Response(body=answer.body, status=answer.status, content_type=ctype.strip(),
+                        charset=charset, headers=dict(answer.headers))
+
+
+async def _ready(request: web.Request) -> web.Response:
+    return _answer(http_api.readiness(request.app[SERVER_KEY]))
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return _answer(http_api.metrics(request.app[SERVER_KEY]))
+
+
 def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
     """An aiohttp application serving ``server`` at ``/ws``.
 
@@ -105,6 +122,8 @@ def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
     app[SERVER_KEY] = server
     app.router.add_get(WS_PATH, _ws_handler)
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/readyz", _ready)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_get("/token", _token)
     if server.settings.page:
         app.router.add_get("/", _page)

@@ -19,13 +19,14 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable
 
 from fastapi import FastAPI, Query, WebSocket
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketState
 
 from ..core.protocol import close_reason
 from ..server.chat import ChatServer
 from . import WS_PATH, chat_page, dev_token, health
+from . import api as http_api
 
 __all__ = ["create_app", "DirectSend", "StarletteTransport"]
 
@@ -117,6 +118,14 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
     async def _health() -> JSONResponse:
         return JSONResponse(health(server))
 
+    @app.get("/readyz")
+    async def _ready() -> Response:
+        return _answer(http_api.readiness(server))
+
+    @app.get("/metrics")
+    async def _metrics() -> Response:
+        return _answer(http_api.metrics(server))
+
     @app.get("/token")
     async def _token(user: str | None = None) -> JSONResponse:
         status, body = dev_token(server, user)
@@ -128,3 +137,8 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
             return HTMLResponse(chat_page())
 
     return app
+
+
+def _answer(answer: http_api.Answer) -> Response:
+    return Response(answer.body, status_code=answer.status, media_type=answer.content_type,
+                    headers=dict(answer.headers))

@@ -36,6 +36,7 @@ from .connection import Connection, Outgoing, Transport, close_within
 from .delivery import Delivery
 from .logs import client_faults
 from .membership import Membership
+from .metrics import Counts, ServerMetrics
 from .presence import MemoryPresence, Presence
 from .recovery import RoomLog
 from .relay import Relay
@@ -69,6 +70,9 @@ class ChatServer:
         if overrides:
             settings = settings.with_(**overrides)
         self.settings = settings
+        #: plain counters the modules bump; ``metrics`` reads them when scraped
+        self.stats = Counts()
+        self.draining = False  # stop() under way: /readyz answers 503
         self.secret = resolve_secret(settings.secret)
         name = settings.instance_name or "wskit"
         self.instance_id = f"{name}-{uuid.uuid4().hex[:6]}"
@@ -92,6 +96,9 @@ class ChatServer:
         #: by id: a post back from the bus names its sender by id
         self._connections: dict[str, Connection] = {}
         self._started = False
+        self.delivery.stats = self.membership.stats = self.stats
+        #: this instance's Prometheus registry (``/metrics``), never the global one
+        self.metrics = ServerMetrics(self)
 
     @property
     def backplane(self) -> Backplane | None:
@@ -112,12 +119,18 @@ class ChatServer:
             await self.relay.start()
         self.presence.start()
         self._started = True
+        self.draining = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
 
     async def stop(self, code: int = CloseCode.SERVICE_RESTART,
                    reason: str = "server restarting: reconnect to resume") -> None:
         """Drain: close every connection with 1012 (pending frames flushed first), so
         clients reconnect, elsewhere if need be, and recover what they miss; then
         the backplane. Closing takes at most ``drain_timeout`` s in all."""
+        self.draining = True
         self.presence.pause()  # the closes first; presence catches up in its stop()
         closing = [asyncio.ensure_future(c.close(code, reason, flush=True))
                    for c in list(self._connections.values())]
@@ -170,9 +183,11 @@ class ChatServer:
         A missing or bad token closes with 4001 and the reason (after the
         upgrade, because a browser cannot read the status of a refused one).
         """
+        self.stats.connections += 1
         try:
             user = self.authenticate(token)
         except AuthError as exc:
+            self.stats.closed(CloseCode.UNAUTHORIZED)
             if not await close_within(transport, CloseCode.UNAUTHORIZED, str(exc),
                                       self.settings.close_timeout):
                 transport.abort()
@@ -260,6 +275,7 @@ class ChatServer:
 
     def _on_close(self, conn: Connection) -> None:
         """Called once, synchronously, when a connection starts closing."""
+        self.stats.closed(conn.close_code)
         reader = conn.reader
         # (a close by the reading task itself needs no cancel: its loop checks
         # conn.closing before it reads again)
@@ -315,6 +331,7 @@ class ChatServer:
         verdict = bucket.take(asyncio.get_running_loop().time())
         if verdict is Verdict.ACCEPT:
             return True
+        self.stats.rate_limited += 1
         if verdict is Verdict.CLOSE:
             # flush: the rate_limited errors already queued are its replies
             conn.close_soon(CloseCode.RATE_LIMITED,

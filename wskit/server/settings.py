@@ -70,6 +70,10 @@ class Settings:
     page: bool = True
     #: ``GET /token?user=NAME`` hands out tokens to anyone: development only
     dev_tokens: bool = False
+    #: serve ``GET /metrics`` (Prometheus text format; docs/api.md)
+    metrics: bool = True
+    #: the HTTP API's key (``Authorization: Bearer KEY``); None: the API is off (404)
+    api_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_message_size < 256:
