@@ -28,6 +28,7 @@ from .exceptions import (
     ServerStartError,
     WskitError,
 )
+from .publisher import Publisher
 from .runner.serve import (
     RunningServer,
     ThreadedServer,
@@ -58,7 +59,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AuthError", "BackplaneError", "BackplaneUnavailable", "ChatServer", "Client",
     "ClientError", "CloseCode", "ConfigError", "ConnectionClosed", "Hub", "ProtocolError",
-    "RunningServer", "ServerError", "run", "ServerStartError", "Settings", "SyncClient",
+    "Publisher", "RunningServer", "ServerError", "run", "ServerStartError", "Settings", "SyncClient",
     "ThreadedServer", "WskitError", "connect", "enable_nested_asyncio", "issue_token",
     "running", "serve", "serve_app", "serve_in_thread", "stop_all", "verify_token", "__version__",
 ]

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -65,6 +66,10 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="allowed Origin (repeatable); default: any")
     p.add_argument("--dev-tokens", action="store_true",
                    help="enable GET /token?user=NAME (development only: anyone gets a token)")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="turn the HTTP API (/api/...) on, for 'Authorization: Bearer KEY' "
+                        "(default: $WSKIT_API_KEY; unset: the API is off)")
+    p.add_argument("--no-metrics", action="store_true", help="do not serve GET /metrics")
     p.add_argument("--loop", choices=LOOPS, default="asyncio",
                    help="event loop (uvloop: pip install 'wskit[fast]'; default asyncio)")
 
@@ -83,6 +88,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         presence_ttl=args.presence_ttl, presence_events=args.presence_events,
         origins=tuple(args.origin) if args.origin else None,
         dev_tokens=args.dev_tokens, **extra,
+        api_key=args.api_key or os.environ.get("WSKIT_API_KEY") or None,
+        metrics=not args.no_metrics,
     )
 
 

@@ -32,6 +32,7 @@ from ..core.protocol import CloseCode
 from ..core.ratelimit import TokenBucket, Verdict
 from ..exceptions import AuthError, ProtocolError
 from ..security.tokens import resolve_secret, verify_token
+from .api import ServerAPI, ServerAPIMethods
 from .connection import Connection, Outgoing, Transport, close_within
 from .delivery import Delivery
 from .logs import client_faults
@@ -51,7 +52,7 @@ _CLIENT_FAULTS = {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
                   CloseCode.UNSUPPORTED_DATA, CloseCode.RATE_LIMITED}
 
 
-class ChatServer:
+class ChatServer(ServerAPIMethods):
     """One wskit instance. Start it, hand it connections, stop it.
 
     ``backplane`` is a :class:`Backplane`, a URL (``memory://``, ``fakeredis://``,
@@ -99,6 +100,8 @@ class ChatServer:
         self.delivery.stats = self.membership.stats = self.stats
         #: this instance's Prometheus registry (``/metrics``), never the global one
         self.metrics = ServerMetrics(self)
+        #: publish, disconnect, presence, history from code (wskit.server.api)
+        self.api = ServerAPI(self)
 
     @property
     def backplane(self) -> Backplane | None:
