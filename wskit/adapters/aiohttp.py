@@ -111,6 +111,16 @@ async def _metrics(request: web.Request) -> web.Response:
     return _answer(http_api.metrics(request.app[SERVER_KEY]))
 
 
+async def _api(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    # read at most one byte past the limit: an oversized body is refused, not buffered
+    limit = server.settings.max_message_size + 8192
+    body = await request.content.read(limit + 1)
+    return _answer(await http_api.handle_api(
+        server, request.method, request.path, request.headers.get("Authorization"),
+        request.query, body))
+
+
 def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
     """An aiohttp application serving ``server`` at ``/ws``.
 
@@ -124,6 +134,7 @@ def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_route("*", http_api.API_PREFIX + "{route:.*}", _api)
     app.router.add_get("/token", _token)
     if server.settings.page:
         app.router.add_get("/", _page)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
 
-from fastapi import FastAPI, Query, WebSocket
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketState
@@ -125,6 +126,26 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
     @app.get("/metrics")
     async def _metrics() -> Response:
         return _answer(http_api.metrics(server))
+
+    @app.get(http_api.API_PREFIX + "docs", include_in_schema=False)
+    async def _api_docs() -> Response:
+        if server.settings.api_key is None:
+            return _answer(http_api.error(404, "not_found", "the HTTP API is off"))
+        return get_swagger_ui_html(openapi_url=http_api.API_PREFIX + "openapi.json",
+                                   title="wskit HTTP API")
+
+    @app.api_route(http_api.API_PREFIX + "{route:path}",
+                   methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def _api(request: Request, route: str) -> Response:
+        limit = server.settings.max_message_size + 8192
+        body = b""
+        async for chunk in request.stream():  # at most one byte past the limit
+            body += chunk
+            if len(body) > limit:
+                break
+        return _answer(await http_api.handle_api(
+            server, request.method, request.url.path, request.headers.get("authorization"),
+            request.query_params, body))
 
     @app.get("/token")
     async def _token(user: str | None = None) -> JSONResponse:
