@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .course.html import add_arguments as add_course_arguments
     add_course_arguments(p)
 
+    p = sub.add_parser("asyncapi", help="write the AsyncAPI 3.0 document of the WebSocket "
+                                        "protocol (JSON)")
+    p.add_argument("--out", default="-", help="a file, or - for standard output (default)")
+    p.add_argument("--url", default="ws://localhost:8765/ws",
+                   help="the server the document names (default ws://localhost:8765/ws)")
+
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat", "held", "cluster", "curves"),
                    default="fanout")
@@ -188,6 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             source = Path(args.source)
             for path in write_student_copies(source, Path(args.out or source / "student")):
                 print(path, flush=True)
+            return 0
+        if args.command == "asyncapi":
+            from .server.asyncapi import dumps
+
+            text = dumps(args.url)
+            if args.out == "-":
+                sys.stdout.write(text)
+            else:
+                with open(args.out, "w", encoding="utf-8") as out:
+                    out.write(text)
+                print(args.out, flush=True)
             return 0
         if args.command == "bench":
             from .bench import main as bench_main
