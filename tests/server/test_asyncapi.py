@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import subprocess
 import sys
@@ -96,6 +97,16 @@ def test_a_frame_with_an_undocumented_field_matches_nothing() -> None:
     assert matching({**good, "surprise": True}, schemas) == []
     assert matching({"type": "message", "roomId": "lobby", "content": "x"},
                     client_message_schemas()) == ["post"]
+
+
+def test_the_document_is_valid_asyncapi_3() -> None:
+    schema = json.loads(gzip.decompress(
+        (ROOT / "tests/data/asyncapi-3.0.0.schema.json.gz").read_bytes()))
+    validator = jsonschema.Draft7Validator(schema)
+    assert [e.message for e in validator.iter_errors(document())] == []
+    broken = document()
+    broken["operations"]["sendFrames"]["action"] = "sideways"
+    assert not validator.is_valid(broken)
 
 
 def test_the_document_is_wired_together() -> None:
