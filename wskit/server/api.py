@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..backplane import Backplane, Sent, decode_envelope
@@ -33,6 +34,7 @@ from ..core.history import Page, with_offset
 from ..core.protocol import CloseCode
 from ..exceptions import BackplaneUnavailable, ConfigError
 from .connection import Outgoing
+from .frames import FrameHandlers, Handler
 
 if TYPE_CHECKING:
     from .chat import ChatServer
@@ -230,6 +232,12 @@ class ServerAPIMethods:
     """The API's verbs on :class:`ChatServer` itself: ``await server.publish(...)``."""
 
     api: ServerAPI
+    frames: FrameHandlers
+
+    def on(self, kind: str, schema: Any = None, *,
+           action: str | None = None) -> Callable[[Handler], Handler]:
+        """Register a handler for a custom frame type: see :mod:`wskit.server.frames`."""
+        return self.frames.on(kind, schema, action=action)
 
     async def publish(self, room: str, content: str, *, user: str = "server") -> int | None:
         """See :meth:`ServerAPI.publish`."""

@@ -35,6 +35,7 @@ from ..security.tokens import resolve_secret, verify_token
 from .api import ServerAPI, ServerAPIMethods
 from .connection import Connection, Outgoing, Transport, close_within
 from .delivery import Delivery
+from .frames import FrameHandlers
 from .logs import client_faults
 from .membership import Membership
 from .metrics import Counts, ServerMetrics
@@ -102,6 +103,8 @@ class ChatServer(ServerAPIMethods):
         self.metrics = ServerMetrics(self)
         #: publish, disconnect, presence, history from code (wskit.server.api)
         self.api = ServerAPI(self)
+        #: custom frame types (``@server.on("app.typing", Schema)``: wskit.server.frames)
+        self.frames = FrameHandlers(self)
 
     @property
     def backplane(self) -> Backplane | None:
@@ -301,6 +304,9 @@ class ChatServer(ServerAPIMethods):
             await self.delivery.posts_done(conn)
             if not self._admit(conn, exc.ref):
                 return
+            if exc.code == "unknown_type" and self.frames.handlers and \
+                    await self.frames.dispatch(conn, text, exc.ref):
+                return  # a custom frame type: its handler answered
             conn.deliver(protocol.error_frame(exc.code, exc.message, exc.ref))
             return
         if type(request) is protocol.Pong:
