@@ -48,6 +48,10 @@ class Raw:
 
 async def test_every_frame_of_a_conversation_matches_exactly_one_message(start, framework) -> None:
     srv = await start(framework, presence_events=True, ping_interval=0.2, ping_timeout=5)
+
+    @srv.server.on("app.typing")
+    async def typing(ctx, frame) -> None:
+        await ctx.publish("lobby", {"type": "app.typing", "userId": ctx.user})
     async with aiohttp.ClientSession() as session, \
             session.ws_connect(srv.url_for("alice")) as wa, \
             session.ws_connect(srv.url_for("bob")) as wb:
@@ -69,6 +73,9 @@ async def test_every_frame_of_a_conversation_matches_exactly_one_message(start, 
         await alice.send({"type": "direct", "to": "bob", "content": "psst", "ref": 4})
         await alice.until("sent", ref=4)
         await bob.until("direct")
+        await alice.send({"type": "app.typing", "ref": "t"})
+        await alice.until("ack", ref="t")
+        await bob.until("app.typing")
         await alice.send({"type": "ping", "ref": 5})
         await alice.until("pong", ref=5)
         await alice.send("{not json")

@@ -44,6 +44,19 @@ def _frame(kind: str, required: list[str], props: dict[str, Any], summary: str,
                         "additionalProperties": False, "properties": properties}}
 
 
+#: a custom frame type, ``prefix.name`` (no built-in type has a dot)
+_CUSTOM_TYPE: dict[str, Any] = {"type": "string",
+                                "pattern": r"^(?!wskit\.)[a-z][a-z0-9_-]{0,31}\.[A-Za-z0-9_.:-]{1,64}$"}
+#: an application's error code raised by its handler (namespaced like its types)
+_CUSTOM_CODE: dict[str, Any] = {"type": "string", "pattern": r"^[a-z][a-z0-9_-]{0,31}\."}
+
+
+def _custom(summary: str) -> dict[str, Any]:
+    return {"name": "custom", "summary": summary, "contentType": "application/json",
+            "payload": {"type": "object", "required": ["type"], "additionalProperties": True,
+                        "properties": {"type": _CUSTOM_TYPE, "ref": _REF}}}
+
+
 def server_message_schemas() -> dict[str, dict[str, Any]]:
     """Every frame a server sends, by message id."""
     return {
@@ -84,8 +97,11 @@ def server_message_schemas() -> dict[str, dict[str, Any]]:
         "serverPing": _frame("ping", [], {}, "app-level heartbeat: answer with pong"),
         "pong": _frame("pong", [], {}, "a ping's answer", ref=True),
         "error": _frame("error", ["code", "message"], {
-            "code": {"enum": sorted(ERROR_CODES)}, "message": _STR},
-            "a refused frame; the connection lives on", ref=True),
+            "code": {"anyOf": [{"enum": sorted({*ERROR_CODES, "forbidden"})}, _CUSTOM_CODE]},
+            "message": _STR}, "a refused frame; the connection lives on", ref=True),
+        "ack": _frame("ack", [], {}, "a custom frame's reply when its handler sent none",
+                      ref=True),
+        "custom": _custom("a frame of the application's own (wskit.server.frames)"),
     }
 
 
@@ -108,6 +124,8 @@ def client_message_schemas() -> dict[str, dict[str, Any]]:
                                   "who is in a joined room, on any instance", ref=True),
         "clientPing": _frame("ping", [], {}, "is the server there?", ref=True),
         "clientPong": _frame("pong", [], {}, "the answer to the server's ping", ref=True),
+        "custom": _custom("a frame of a type the application registered "
+                          "(@server.on('prefix.name', Schema)); its schema is the app's"),
     }
 
 
