@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
+import sys
 from typing import Any
 
 import aiohttp
@@ -11,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import wskit
 from wskit.adapters.api import readiness
 from wskit.core.protocol import CloseCode
+from wskit.server.jsonlog import JsonFormatter
 from wskit.testing.memory import GatedBackplane
 
 
@@ -159,3 +164,28 @@ async def test_readiness_follows_the_lifecycle() -> None:
 async def test_metrics_can_be_turned_off(start, framework) -> None:
     srv = await start(framework, metrics=False)
     assert (await http_status(srv, "/metrics"))[0] == 404
+
+
+def test_json_log_lines() -> None:
+    record = logging.makeLogRecord({"name": "wskit.server", "levelname": "WARNING",
+                                    "msg": "closing %s", "args": ("c1",), "room": "lobby"})
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "closing c1" and line["level"] == "WARNING"
+    assert line["logger"] == "wskit.server" and line["room"] == "lobby"
+    assert line["ts"].endswith("+00:00")
+
+
+async def test_serve_logs_json_with_log_format_json() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wskit", "--log-format", "json", "serve", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "WSKIT_SECRET": ""})
+    try:
+        # no secret: the server warns (a log line) before it prints its URL
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        record = json.loads(line)
+        assert record["level"] == "WARNING" and record["message"]
+        assert (await asyncio.wait_for(proc.stdout.readline(), 30)).startswith(b"ws://")
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.communicate(), 30)
