@@ -192,9 +192,9 @@ class Delivery:
                                 "userId": user})
         frame = Outgoing(text)
         for target in self.hub.room_targets(room):
-            self.stats.deliveries += target.user != user
             if target.user != user:  # about others: a user's own tabs know it joined
                 target.deliver(frame)
+                self.stats.deliveries += 1
         if self.relay is not None:
             self.relay.post_room(room, text, "", None, _ignore)
 
