@@ -189,3 +189,13 @@ async def test_serve_logs_json_with_log_format_json() -> None:
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.communicate(), 30)
+
+
+def test_outbox_depth_buckets_are_cumulative() -> None:
+    from wskit.server.metrics import _outbox_histogram
+
+    samples = {(s.name, s.labels.get("le")): s.value
+               for s in _outbox_histogram([0, 0, 1, 2, 5, 17, 1024, 2000]).samples}
+    assert [samples[("wskit_outbox_depth_bucket", le)] for le in
+            ("0", "1", "4", "16", "64", "256", "1024", "+Inf")] == [2, 3, 4, 5, 6, 6, 7, 8]
+    assert samples[("wskit_outbox_depth_gsum", None)] == 3049

@@ -18,7 +18,9 @@ docs/api.md lists them.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -131,12 +133,16 @@ class _Collector:
                        getattr(bp, "reconnects", 0))
         yield _gauge("wskit_draining", "1 while the server drains (stop, SIGTERM)",
                      1 if getattr(server, "draining", False) else 0)
-        yield _outbox_histogram([conn.pending for conn in conns])
+        yield _outbox_histogram([conn.pending for conn in conns])  # O(connections) a scrape
 
 
 def _outbox_histogram(depths: list[int]) -> GaugeHistogramMetricFamily:
     """The outbox depths of the open connections now (frames queued), as buckets."""
-    cumulative = [sum(1 for d in depths if d <= bound) for bound in OUTBOX_BUCKETS]
+    # one pass: each depth counted in the first bucket that holds it, then summed up
+    counts = [0] * (len(OUTBOX_BUCKETS) + 1)
+    for depth in depths:
+        counts[bisect_left(OUTBOX_BUCKETS, depth)] += 1
+    cumulative = list(accumulate(counts))
     buckets = [(str(bound), float(n)) for bound, n in zip(OUTBOX_BUCKETS, cumulative)]
     buckets.append(("+Inf", float(len(depths))))
     return GaugeHistogramMetricFamily(
