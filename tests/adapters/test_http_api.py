@@ -138,3 +138,15 @@ async def test_both_frameworks_serve_the_same_openapi_document(start) -> None:
 
 def test_the_openapi_document_is_valid() -> None:
     openapi_spec_validator.validate(OPENAPI)
+
+
+async def test_a_large_body_is_read_whole(start, clients, framework) -> None:
+    # 60 KB arrives in several TCP segments: the adapter must read them all
+    srv = await start(framework, api_key=KEY)
+    alice = await clients(srv, user="alice")
+    await alice.join("room")
+    content = "".join(chr(0x41 + i % 26) for i in range(60_000))
+    status, body, _ = await call(srv, "POST", "/api/publish", headers=AUTH,
+                                 body={"roomId": "room", "content": content})
+    assert (status, body["offset"]) == (200, 1)
+    assert (await alice.expect("message"))["content"] == content

@@ -114,8 +114,14 @@ async def _metrics(request: web.Request) -> web.Response:
 async def _api(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     # read at most one byte past the limit: an oversized body is refused, not buffered
+    # (read(n) returns what has arrived, up to n: loop until the end or the limit)
     limit = server.settings.max_message_size + 8192
-    body = await request.content.read(limit + 1)
+    body = b""
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
     return _answer(await http_api.handle_api(
         server, request.method, request.path, request.headers.get("Authorization"),
         request.query, body))
