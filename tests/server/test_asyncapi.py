@@ -138,3 +138,44 @@ async def test_python_m_wskit_asyncapi_writes_the_document(tmp_path: Path) -> No
     assert proc.returncode == 0, stderr.decode()
     assert json.loads(out.read_text()) == document()
     assert wskit.__version__  # the package the subprocess ran is this one (cwd=ROOT)
+
+
+def test_registered_frames_are_documented_with_their_schemas() -> None:
+    from dataclasses import dataclass
+
+    from pydantic import BaseModel
+
+    @dataclass
+    class Typing:
+        roomId: str
+        active: bool | None = None
+
+    class Read(BaseModel):
+        roomId: str
+        offset: int
+
+    server = wskit.ChatServer(backplane="none")
+
+    @server.on("app.typing", Typing)
+    async def typing(ctx, frame) -> None: ...
+
+    @server.on("app.read", Read, action="read")
+    async def read(ctx, frame) -> None: ...
+
+    doc = document(frames=server.frames)
+    messages = doc["components"]["messages"]
+    for kind in ("app.typing", "app.read"):
+        payload = messages[f"client.{kind}"]["payload"]
+        jsonschema.Draft7Validator.check_schema(payload)
+        assert f"#/channels/chat/messages/client.{kind}" in [
+            m["$ref"] for m in doc["operations"]["receiveFrames"]["messages"]]
+    typing_schema = jsonschema.Draft7Validator(messages["client.app.typing"]["payload"])
+    assert typing_schema.is_valid({"type": "app.typing", "roomId": "r", "ref": 1})
+    assert not typing_schema.is_valid({"type": "app.typing", "roomId": 5})
+    assert not typing_schema.is_valid({"type": "app.typing"})
+    read_schema = jsonschema.Draft7Validator(messages["client.app.read"]["payload"])
+    assert read_schema.is_valid({"type": "app.read", "roomId": "r", "offset": 3})
+    assert not read_schema.is_valid({"type": "app.read", "roomId": "r", "offset": "3"})
+    schema = json.loads(gzip.decompress(
+        (ROOT / "tests/data/asyncapi-3.0.0.schema.json.gz").read_bytes()))
+    assert jsonschema.Draft7Validator(schema).is_valid(doc)

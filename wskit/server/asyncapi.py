@@ -129,10 +129,20 @@ def client_message_schemas() -> dict[str, dict[str, Any]]:
     }
 
 
-def document(url: str = "ws://localhost:8765/ws") -> dict[str, Any]:
-    """The AsyncAPI 3.0.0 document (``url``: the server it names)."""
+def document(url: str = "ws://localhost:8765/ws", frames: Any = None) -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document (``url``: the server it names). ``frames``: a
+    server's :class:`~wskit.server.frames.FrameHandlers` (``server.frames``), whose
+    registered types are then documented with their schemas as client messages."""
     host, _, path = url.partition("://")[2].partition("/")
     server_msgs, client_msgs = server_message_schemas(), client_message_schemas()
+    if frames is not None:
+        from .frames import json_schema
+
+        for kind, entry in sorted(frames.handlers.items()):
+            client_msgs[kind] = {"name": kind, "contentType": "application/json",
+                                 "summary": f"the application's {kind!r} frame (action "
+                                            f"{entry.action!r})",
+                                 "payload": json_schema(kind, entry.schema)}
     messages = {**{f"server.{k}": v for k, v in server_msgs.items()},
                 **{f"client.{k}": v for k, v in client_msgs.items()}}
 

@@ -175,6 +175,41 @@ class FrameHandlers:
         return True
 
 
+def json_schema(kind: str, schema: Any) -> dict[str, Any]:
+    """The JSON Schema of a custom frame of type ``kind`` (for the AsyncAPI document)."""
+    ref: dict[str, Any] = {"type": ["string", "integer"]}
+    if schema is None:
+        return {"type": "object", "required": ["type"], "additionalProperties": True,
+                "properties": {"type": {"const": kind}, "ref": ref}}
+    if hasattr(schema, "model_json_schema"):
+        body = schema.model_json_schema()
+        body.setdefault("properties", {})
+    else:
+        hints = typing.get_type_hints(schema)
+        fields = [f for f in dataclasses.fields(schema) if f.init]
+        body = {"type": "object", "additionalProperties": False,
+                "properties": {f.name: _hint_schema(hints.get(f.name, Any)) for f in fields},
+                "required": [f.name for f in fields if f.default is dataclasses.MISSING
+                             and f.default_factory is dataclasses.MISSING]}
+    body["properties"] = {"type": {"const": kind}, "ref": ref, **body["properties"]}
+    body["required"] = ["type", *body.get("required", [])]
+    return body
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean",
+               list: "array", dict: "object", type(None): "null"}
+
+
+def _hint_schema(hint: Any) -> dict[str, Any]:
+    origin = typing.get_origin(hint)
+    if origin is Union or origin is types.UnionType:
+        return {"anyOf": [_hint_schema(h) for h in typing.get_args(hint)]}
+    if origin is typing.Literal:
+        return {"enum": list(typing.get_args(hint))}
+    name = _JSON_TYPES.get(origin or hint)
+    return {} if name is None else {"type": name}
+
+
 def validate(schema: Any, payload: dict[str, Any], kind: str) -> Any:
     """An instance of ``schema`` from ``payload``, or ProtocolError as for built-ins."""
     if hasattr(schema, "model_validate"):
