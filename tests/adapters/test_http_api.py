@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import openapi_spec_validator
+import pytest
 
 import wskit
 from wskit.adapters.openapi import OPENAPI
@@ -150,3 +151,9 @@ async def test_a_large_body_is_read_whole(start, clients, framework) -> None:
                                  body={"roomId": "room", "content": content})
     assert (status, body["offset"]) == (200, 1)
     assert (await alice.expect("message"))["content"] == content
+
+
+def test_the_key_is_long_and_never_in_repr() -> None:
+    with pytest.raises(ValueError, match="at least 16"):
+        wskit.Settings(api_key="short")
+    assert KEY not in repr(wskit.Settings(api_key=KEY))
