@@ -94,12 +94,13 @@ class _Collector:
     def collect(self) -> Iterator[Any]:
         server = self.server
         c: Counts = server.stats
-        conns = server.connections
+        conns = [conn for conn in server.connections if not conn.closing]  # closing: gone
         info = InfoMetricFamily("wskit_server", "this instance")
         info.add_metric([], {"instance_id": server.instance_id,
                              "backplane": server.backplane.url if server.backplane else "none"})
         yield info
-        yield _gauge("wskit_connections", "open WebSocket connections", len(conns))
+        yield _gauge("wskit_connections", "open WebSocket connections (not closing)",
+                     len(conns))
         yield _gauge("wskit_rooms", "rooms with a member on this instance",
                      len(server.hub.rooms()))
         yield _counter("wskit_connections_accepted", "WebSocket connections accepted", c.connections)
