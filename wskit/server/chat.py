@@ -34,11 +34,14 @@ from ..exceptions import AuthError, ProtocolError
 from ..security.origins import host_allowed, origin_allowed
 from ..security.policy import Authorize
 from ..security.tokens import TokenVerifier, check_secret
+from .api import ServerAPI, ServerAPIMethods
 from .authority import REVOKE, Authority
 from .connection import Connection, Outgoing, Transport, close_within
 from .delivery import Delivery
+from .frames import FrameHandlers
 from .logs import client_faults
 from .membership import Membership
+from .metrics import Counts, ServerMetrics
 from .presence import MemoryPresence, Presence
 from .recovery import RoomLog
 from .relay import Relay
@@ -54,7 +57,7 @@ _CLIENT_FAULTS = {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
                   CloseCode.UNSUPPORTED_DATA, CloseCode.RATE_LIMITED}
 
 
-class ChatServer:
+class ChatServer(ServerAPIMethods):
     """One wskit instance. Start it, hand it connections, stop it.
 
     ``backplane`` is a :class:`Backplane`, a URL (``memory://``, ``fakeredis://``,
@@ -81,6 +84,9 @@ class ChatServer:
         #: host names (beyond IP literals and ``localhost``) that ``/healthz`` and
         #: ``/token`` answer to; the runner adds the host it binds
         self.allowed_hosts: set[str] = {h.lower() for h in settings.allowed_hosts or ()}
+        #: plain counters the modules bump; ``metrics`` reads them when scraped
+        self.stats = Counts()
+        self.draining = False  # stop() under way: /readyz answers 503
         name = settings.instance_name or "wskit"
         self.instance_id = f"{name}-{uuid.uuid4().hex[:6]}"
         self.hub: Hub[Connection] = Hub()
@@ -107,6 +113,13 @@ class ChatServer:
         #: by id: a post back from the bus names its sender by id
         self._connections: dict[str, Connection] = {}
         self._started = False
+        self.delivery.stats = self.membership.stats = self.stats
+        #: this instance's Prometheus registry (``/metrics``), never the global one
+        self.metrics = ServerMetrics(self)
+        #: publish, disconnect, presence, history from code (wskit.server.api)
+        self.api = ServerAPI(self)
+        #: custom frame types (``@server.on("app.typing", Schema)``: wskit.server.frames)
+        self.frames = FrameHandlers(self)
 
     @property
     def backplane(self) -> Backplane | None:
@@ -127,12 +140,18 @@ class ChatServer:
             await self.relay.start()
         self.presence.start()
         self._started = True
+        self.draining = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
 
     async def stop(self, code: int = CloseCode.SERVICE_RESTART,
                    reason: str = "server restarting: reconnect to resume") -> None:
         """Drain: close every connection with 1012 (pending frames flushed first), so
         clients reconnect, elsewhere if need be, and recover what they miss; then
         the backplane. Closing takes at most ``drain_timeout`` s in all."""
+        self.draining = True
         self.presence.pause()  # the closes first; presence catches up in its stop()
         closing = [asyncio.ensure_future(c.close(code, reason, flush=True))
                    for c in list(self._connections.values())]
@@ -210,9 +229,11 @@ class ChatServer:
         upgrade, because a browser cannot read the status of a refused one).
         ``remote`` is the client's IP address, for ``max_connections_per_ip``.
         """
+        self.stats.connections += 1
         try:
             claims = await self.claims(token)
         except AuthError as exc:
+            self.stats.closed(CloseCode.UNAUTHORIZED)
             if not await close_within(transport, CloseCode.UNAUTHORIZED, str(exc),
                                       self.settings.close_timeout):
                 transport.abort()
@@ -309,6 +330,7 @@ class ChatServer:
 
     def _on_close(self, conn: Connection) -> None:
         """Called once, synchronously, when a connection starts closing."""
+        self.stats.closed(conn.close_code)
         reader = conn.reader
         # (a close by the reading task itself needs no cancel: its loop checks
         # conn.closing before it reads again)
@@ -332,6 +354,9 @@ class ChatServer:
             await self.delivery.posts_done(conn)
             if not self._admit(conn, exc.ref):
                 return
+            if exc.code == "unknown_type" and self.frames.handlers and \
+                    await self.frames.dispatch(conn, text, exc.ref):
+                return  # a custom frame type: its handler answered
             conn.deliver(protocol.error_frame(exc.code, exc.message, exc.ref))
             return
         if type(request) is protocol.Pong:
@@ -370,6 +395,7 @@ class ChatServer:
         verdict = bucket.take(asyncio.get_running_loop().time())
         if verdict is Verdict.ACCEPT:
             return True
+        self.stats.rate_limited += 1
         if verdict is Verdict.CLOSE:
             # flush: the rate_limited errors already queued are its replies
             conn.close_soon(CloseCode.RATE_LIMITED,
