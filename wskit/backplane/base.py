@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from ..core.envelope import decode as decode_envelope
+from ..core.envelope import encode as encode_envelope
 from ..core.history import Page, Retention
 from ..exceptions import BackplaneUnavailable
 
@@ -63,40 +64,6 @@ class RoomPost(NamedTuple):
 #: what :meth:`Backplane.send` says of one post: its ``(offset, epoch)`` when it was
 #: stored, None when it was published only, or the error that stopped it
 Sent = tuple[int, str] | None | BackplaneUnavailable
-
-
-def encode_envelope(origin: str, frame_text: str, offset: int | None = None,
-                    epoch: str | None = None) -> str:
-    """Wrap an already-encoded frame; string concatenation avoids encoding it twice."""
-    head = '{"origin":' + json.dumps(origin)
-    if offset is not None:
-        head += f',"offset":{offset},"epoch":' + json.dumps(epoch)
-    return head + ',"frame":' + frame_text + "}"
-
-
-def decode_envelope(data: str | bytes) -> tuple[str, dict[str, Any]]:
-    """``(origin, frame)`` from an envelope, or ValueError naming what is wrong.
-
-    An envelope's ``offset`` is put into the frame, which is how clients see it.
-    """
-    obj = json.loads(data)
-    if not isinstance(obj, dict):
-        raise ValueError("envelope must be a JSON object")
-    origin, frame = obj.get("origin"), obj.get("frame")
-    if not isinstance(origin, str):
-        raise ValueError("envelope needs a string 'origin'")
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise ValueError("envelope needs a 'frame' object with a string 'type'")
-    offset = obj.get("offset")
-    if offset is not None:
-        if type(offset) is not int:
-            raise ValueError("envelope 'offset' must be an integer")
-        frame["offset"] = offset
-        epoch = obj.get("epoch")
-        if not isinstance(epoch, str):
-            raise ValueError("envelope with an 'offset' needs a string 'epoch'")
-        frame["epoch"] = epoch
-    return origin, frame
 
 
 class Backplane(abc.ABC):

@@ -31,6 +31,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisError
 
+from ..core.envelope import LUA_END, LUA_HEAD, LUA_TAIL
 from ..core.history import Entry, Page, Retention, new_epoch
 from ..exceptions import BackplaneUnavailable, ConfigError
 from .base import Backplane, RoomPost, Sent, encode_envelope
@@ -56,7 +57,7 @@ CONFIRM_TIMEOUT = 5.0
 # is still its own stream entry and its own publication, so nothing downstream
 # knows a run from single posts. On fakeredis, where every command is emulated in
 # Python, a run of 15 costs a quarter per post of 15 single calls (docs/benchmarks.md).
-_APPEND = """
+_APPEND = f"""
 local meta, stream = KEYS[1], KEYS[2]
 local epoch = redis.call('HGET', meta, 'e')
 if not epoch then
@@ -65,16 +66,17 @@ if not epoch then
 end
 local n = #ARGV - 5
 local first = redis.call('HINCRBY', meta, 's', n) - n + 1
-local head = '{"origin":' .. ARGV[5] .. ',"offset":'
-local tail = ',"epoch":"' .. epoch .. '","frame":'
+local origin = ARGV[5]
+local head = {LUA_HEAD}
+local tail = {LUA_TAIL}
 for i = 1, n do
   local offset = first + i - 1
   redis.call('XADD', stream, 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[5 + i])
-  redis.call('PUBLISH', ARGV[1], head .. offset .. tail .. ARGV[5 + i] .. '}')
+  redis.call('PUBLISH', ARGV[1], head .. offset .. tail .. ARGV[5 + i] .. {LUA_END})
 end
 redis.call('EXPIRE', meta, ARGV[3])
 redis.call('EXPIRE', stream, ARGV[3])
-return {first, epoch}
+return {{first, epoch}}
 """
 
 _READ = """

@@ -20,6 +20,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
+from .envelope import with_offset  # re-exported: where the splice used to live
+
 __all__ = ["Retention", "Entry", "Page", "MemoryStreams", "with_offset", "new_epoch",
            "is_recovered"]
 
@@ -35,7 +37,7 @@ class Retention:
 @dataclass(frozen=True)
 class Entry:
     offset: int
-    #: the frame's text *without* its offset (see :func:`with_offset`)
+    #: the frame's text *without* its offset (see :func:`~wskit.core.envelope.with_offset`)
     text: str
 
 
@@ -54,13 +56,6 @@ def new_epoch() -> str:
     """A fresh epoch: it only has to differ from the history's previous ones, not be
     secret, so a fast PRNG serves (a post's append carries a candidate epoch)."""
     return f"{random.getrandbits(32):08x}"
-
-
-def with_offset(text: str, offset: int, epoch: str) -> str:
-    """Add ``"offset"`` and ``"epoch"`` to an encoded frame (a compact JSON object)
-    without re-encoding it. The epoch rides on every message so that a client still
-    connected when the history is lost sees the new epoch, never a silent gap."""
-    return f'{text[:-1]},"offset":{offset},"epoch":"{epoch}"}}'
 
 
 def is_recovered(page: Page, since_offset: int, since_epoch: str) -> bool:

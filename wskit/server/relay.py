@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
-from ..backplane import Backplane, RoomPost, Sent, decode_envelope, encode_envelope
-from ..core.history import Page, Retention, with_offset
+from ..backplane import Backplane, RoomPost, Sent
+from ..core import envelope
+from ..core.history import Page, Retention
 from ..core.protocol import encode
 from ..exceptions import BackplaneUnavailable
 
@@ -41,12 +41,6 @@ __all__ = ["Relay"]
 #: frame to deliver, offset its room offset (None without history), sender the id of the
 #: local connection that posted it (None if posted elsewhere)
 Router = Callable[[str, str, str, int | None, str | None], None]
-
-#: the head of an envelope exactly as wskit writes it (``encode_envelope`` or the append
-#: script) around a compact frame: this instance's own are spliced, not parsed again
-_ENVELOPE = re.compile(r'\{"origin":"([^"\\]*)",(?:"offset":(\d+),"epoch":"([0-9A-Za-z]+)",)?'
-                       r'"frame":(?=\{"type":")')
-
 
 class Relay:
     """Joins one :class:`ChatServer` to a :class:`Backplane`."""
@@ -191,7 +185,7 @@ class Relay:
 
     async def publish_user(self, user: str, frame_text: str) -> int:
         return await self.backplane.publish(self.user_channel(user),
-                                            encode_envelope(self.instance_id, frame_text))
+                                            envelope.encode(self.instance_id, frame_text))
 
     async def read_room(self, room: str, retention: Retention, *, after: int | None = None,
                         last: int | None = None) -> Page:
@@ -219,21 +213,20 @@ class Relay:
     def _on_message(self, channel: str, data: str) -> None:
         if not channel.startswith(self._prefix):
             return
-        head = _ENVELOPE.match(data)
-        mine = head is not None and head.group(1).partition("/")[0] == self.instance_id
-        if mine and data.endswith("}}"):
+        head = envelope.peek(data)
+        mine = head is not None and head.origin.partition("/")[0] == self.instance_id
+        if mine:
             # our own envelope (with history on, every post of ours comes back this
             # way): we encoded its frame, so it is spliced, not parsed and re-encoded
             assert head is not None
-            origin, offset_text, epoch = head.groups()
-            if offset_text is None:
+            if head.offset is None or head.epoch is None:
                 return  # delivered locally when it was posted (posts with an offset are not)
-            sender = origin.partition("/")[2]
-            offset: int | None = int(offset_text)
-            text = with_offset(data[head.end():-1], int(offset_text), epoch)
+            sender = head.origin.partition("/")[2]
+            offset: int | None = head.offset
+            text = envelope.with_offset(head.frame_text, head.offset, head.epoch)
         else:  # another instance's, or anyone's: checked in full before any client sees it
             try:
-                origin, frame = decode_envelope(data)
+                origin, frame = envelope.decode(data)
             except (ValueError, RecursionError) as exc:
                 log.warning("dropped a malformed envelope on %s: %s", channel, str(exc)[:200])
                 return
