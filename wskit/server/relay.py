@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from ..backplane import Backplane, RoomPost, Sent
 from ..core import envelope
@@ -35,12 +36,36 @@ from ..exceptions import BackplaneUnavailable
 
 log = logging.getLogger("wskit.relay")
 
-__all__ = ["Relay"]
+__all__ = ["Relay", "Inbound", "Router"]
 
-#: ``route(kind, key, text, offset, sender)``: kind is "room" or "user", text the server
-#: frame to deliver, offset its room offset (None without history), sender the id of the
-#: local connection that posted it (None if posted elsewhere)
-Router = Callable[[str, str, str, int | None, str | None], None]
+Kind = Literal["room", "presence", "user"]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One event from the bus, for the server to deliver to its local connections.
+
+    The relay has read the envelope (split it, or decoded it in full), so the
+    server never parses JSON again to learn what an event is or whose it is.
+    """
+
+    #: ``"room"``: a room post; ``"presence"``: a room's join/leave event;
+    #: ``"user"``: a direct message
+    kind: Kind
+    #: the room (``room``, ``presence``) or the user (``user``) it is for
+    target: str
+    #: the server frame to deliver, encoded (with its offset and epoch, if any)
+    text: str
+    #: its room offset; None without history
+    offset: int | None = None
+    #: the local connection that posted it (our own post back from the bus), else None
+    sender: str | None = None
+    #: a presence event: the user it is about, who is not told
+    whose: str | None = None
+
+
+#: what the relay hands each :class:`Inbound` to (``ChatServer._route``)
+Router = Callable[[Inbound], None]
 
 class Relay:
     """Joins one :class:`ChatServer` to a :class:`Backplane`."""
@@ -211,17 +236,29 @@ class Relay:
     # -- receiving -----------------------------------------------------------
 
     def _on_message(self, channel: str, data: str) -> None:
+        """One envelope from the bus, as an :class:`Inbound` for the server (or dropped)."""
         if not channel.startswith(self._prefix):
             return
+        name = channel[len(self._prefix):]
+        kind: Kind
+        if name.startswith("{room:") and name.endswith("}"):
+            kind, target = "room", name[6:-1]
+        else:
+            prefix, _, target = name.partition(":")
+            if prefix == "room":
+                kind = "room"
+            elif prefix == "user":
+                kind = "user"
+            else:
+                return
+        whose: str | None = None
         head = envelope.peek(data)
-        mine = head is not None and head.origin.partition("/")[0] == self.instance_id
-        if mine:
+        if head is not None and head.origin.partition("/")[0] == self.instance_id:
             # our own envelope (with history on, every post of ours comes back this
             # way): we encoded its frame, so it is spliced, not parsed and re-encoded
-            assert head is not None
             if head.offset is None or head.epoch is None:
                 return  # delivered locally when it was posted (posts with an offset are not)
-            sender = head.origin.partition("/")[2]
+            sender: str | None = head.origin.partition("/")[2]
             offset: int | None = head.offset
             text = envelope.with_offset(head.frame_text, head.offset, head.epoch)
         else:  # another instance's, or anyone's: checked in full before any client sees it
@@ -231,17 +268,16 @@ class Relay:
                 log.warning("dropped a malformed envelope on %s: %s", channel, str(exc)[:200])
                 return
             instance, _, sender = origin.partition("/")
-            mine = instance == self.instance_id
             offset = frame.get("offset")
             if type(offset) is not int:
                 offset = None
-            if mine and offset is None:
+            if instance != self.instance_id:
+                sender = None
+            elif offset is None:
                 return
+            if kind == "room" and offset is None and frame["type"] == "presence":
+                kind = "presence"  # about a user, who is not told (its own tabs know)
+                user = frame.get("userId")
+                whose = user if isinstance(user, str) else None
             text = encode(frame)
-        name = channel[len(self._prefix):]
-        if name.startswith("{room:") and name.endswith("}"):
-            kind, key = "room", name[6:-1]
-        else:
-            kind, _, key = name.partition(":")
-        if kind in ("room", "user"):
-            self._route(kind, key, text, offset, sender if mine else None)
+        self._route(Inbound(kind, target, text, offset, sender, whose))
