@@ -1,31 +1,38 @@
-"""The backplane interface and the envelope every backend carries.
+"""The backplane interface: a small :class:`Broker`, and a :class:`PresenceStore` apart.
 
-A backplane joins several wskit instances into one chat system. Its interface is
-deliberately tiny (after encode/broadcaster): ``start``, ``stop``, ``publish``,
-``subscribe``, ``unsubscribe``, and one ``on_message`` callback.
+A backplane joins several wskit instances into one chat system. After
+centrifuge, which keeps its ``Broker`` (publish/subscribe with history) apart from
+its ``PresenceManager``, it is two interfaces:
 
-Subscriptions are *intents*: :meth:`Backplane.want` and :meth:`Backplane.unwant`
+* :class:`Broker`: ``start``/``stop``; ``publish``; subscriptions (``subscribe``,
+  ``unsubscribe``, and the intent set behind them); ``append`` (the next offset,
+  stored and published in one atomic step) and ``read`` of a room's history;
+  ``healthy``. ``send`` (a batch of appends in one round trip) and ``lane``
+  (which posts are batched together) have defaults.
+* :class:`PresenceStore`: four calls, who is in a room on any instance. Each
+  broker offers one as :attr:`Broker.presence` (Redis keeps presence beside the
+  history it shares a hash slot with), but nothing else of the broker uses it.
+
+``Backplane`` is the broker's other name, the one the rest of wskit uses.
+
+Subscriptions are *intents*: :meth:`Broker.want` and :meth:`Broker.unwant`
 change the set of wanted channels synchronously, in the order the hub changed, and
-:meth:`Backplane.sync` makes the backend match whatever is wanted *when it runs*,
+:meth:`Broker.sync` makes the backend match whatever is wanted *when it runs*,
 under one lock. An intent is never deferred to a task of its own (that was a race:
 a close's queued "unsubscribe" ran after a later join had re-wanted the room and
 undid it). ``subscribe`` is ``want`` plus ``sync`` and returns once the backend
 confirmed it, so a client that got ``joined`` receives every later post.
 
-Envelope (one JSON object a message, documented in docs/protocol.md)::
-
-    {"origin": "<instance id>", "frame": {...the server frame...}}
-    {"origin": "<instance id>", "offset": 17, "epoch": "9f2c01ab", "frame": {...}}
-
+Every message is an envelope (:mod:`wskit.core.envelope`, docs/protocol.md).
 ``origin`` lets each instance drop its own publications: it has delivered them
 locally already, so nothing is delivered twice. A room post with history on
 carries its ``offset``; such envelopes are delivered by *every* subscribed
 instance, the publisher's included, in the order the backend published them,
-which is offset order (see :meth:`Backplane.append`).
+which is offset order (see :meth:`Broker.append`).
 
-History (:meth:`Backplane.append`, :meth:`Backplane.read`) lives in the
-backplane because it must be shared by every instance, and because assigning an
-offset, storing and publishing must be one atomic step on the shared store.
+History (:meth:`Broker.append`, :meth:`Broker.read`) lives in the broker because
+it must be shared by every instance, and because assigning an offset, storing
+and publishing must be one atomic step on the shared store.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import abc
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ..core.envelope import decode as decode_envelope
 from ..core.envelope import encode as encode_envelope
@@ -45,8 +52,8 @@ log = logging.getLogger("wskit.backplane")
 
 MessageHandler = Callable[[str, str], None]
 
-__all__ = ["Backplane", "MessageHandler", "RoomPost", "Sent", "encode_envelope",
-           "decode_envelope"]
+__all__ = ["Broker", "Backplane", "PresenceStore", "MessageHandler", "RoomPost", "Sent",
+           "encode_envelope", "decode_envelope"]
 
 
 class RoomPost(NamedTuple):
@@ -66,8 +73,29 @@ class RoomPost(NamedTuple):
 Sent = tuple[int, str] | None | BackplaneUnavailable
 
 
-class Backplane(abc.ABC):
-    """A publish/subscribe bus shared by wskit instances."""
+class PresenceStore(Protocol):
+    """Who is in a room on any instance: one entry per (user, instance) with an
+    expiry (see :mod:`wskit.server.presence`). ``key`` names the room (the broker's
+    is its history key; the server's Presence passes room names)."""
+
+    async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:
+        """Add (user, instance), expiring after ``ttl`` s; True if the user had no
+        live entry before (its first connection anywhere)."""
+
+    async def presence_leave(self, key: str, user: str, instance: str) -> bool:
+        """Remove (user, instance); True if the user has no live entry left."""
+
+    async def presence_refresh(self, key: str, users: Sequence[str], instance: str,
+                               ttl: float) -> list[str]:
+        """Extend this instance's entries, drop expired ones; the users now gone."""
+
+    async def presence_list(self, key: str) -> list[str]:
+        """Users with a live entry, sorted."""
+
+
+class Broker(abc.ABC):
+    """Publish/subscribe with an atomic append and a history read, shared by
+    wskit instances."""
 
     #: the URL this backplane was made from, with any password hidden
     url: str = ""
@@ -148,25 +176,10 @@ class Backplane(abc.ABC):
                 results.append(exc)
         return results
 
-    # -- presence (see wskit.server.presence): ``key`` is a room's history key ---------
-
+    @property
     @abc.abstractmethod
-    async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:
-        """Add (user, instance) to the room's presence, expiring after ``ttl`` s; True if
-        the user had no live entry before (its first connection anywhere)."""
-
-    @abc.abstractmethod
-    async def presence_leave(self, key: str, user: str, instance: str) -> bool:
-        """Remove (user, instance); True if the user has no live entry left."""
-
-    @abc.abstractmethod
-    async def presence_refresh(self, key: str, users: Sequence[str], instance: str,
-                               ttl: float) -> list[str]:
-        """Extend this instance's entries, drop expired ones; the users now gone."""
-
-    @abc.abstractmethod
-    async def presence_list(self, key: str) -> list[str]:
-        """Users with a live entry, sorted."""
+    def presence(self) -> PresenceStore:
+        """This backend's presence store (keys: rooms' history keys)."""
 
     def want(self, channel: str) -> None:
         """Record that ``channel`` is wanted; :meth:`sync` applies it."""
@@ -207,10 +220,13 @@ class Backplane(abc.ABC):
         except Exception:  # a bad message must not kill the listener
             log.exception("backplane message handler failed on channel %s", channel)
 
-    async def __aenter__(self) -> Backplane:
+    async def __aenter__(self) -> Broker:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+
+#: the name the rest of wskit uses for a broker
+Backplane = Broker

@@ -40,9 +40,13 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
+from ..core import envelope
+from ..core.history import Page, Retention
 from ..exceptions import BackplaneUnavailable, ConfigError
-from .base import RoomPost, Sent, encode_envelope
-from .redis import CONFIRM_TIMEOUT, RedisBackplane, append_args, redact, runs, sent_of
+from .base import Broker, PresenceStore, RoomPost, Sent
+from .redis import CONFIRM_TIMEOUT, redact
+from .scripts import append_args, runs, sent_of
+from .store import RedisStore
 
 log = logging.getLogger("wskit.backplane")
 
@@ -177,25 +181,32 @@ class _Script:
             return await self.client.eval(self.source, len(keys), *keys, *args)
 
 
-class ClusterBackplane(RedisBackplane):
-    """A Redis Cluster: commands and scripts routed by slot, sharded pub/sub."""
+#: what a command the cluster could not run raises: an outage. While no node answers,
+#: redis-py raises RedisClusterException (no RedisError) from its slot rediscovery.
+_FAILURES = (RedisError, RedisClusterException, OSError)
+
+
+class ClusterBackplane(Broker):
+    """A Redis Cluster: the :class:`RedisStore` on a slot-routing client (scripts
+    publish with SPUBLISH), and sharded pub/sub, one listener per primary."""
 
     #: room channels carry the room's hash tag, so they share its history's slot
     hash_tagged_channels = True
-    _publish_command = "SPUBLISH"
-    # while no node answers, redis-py raises RedisClusterException (no RedisError)
-    # from its slot rediscovery: still an outage, not a bug
-    _failures = (RedisError, RedisClusterException, OSError)
 
     def __init__(self, url: str, *, confirm_timeout: float = CONFIRM_TIMEOUT,
                  max_backoff: float = 0.5) -> None:
-        super().__init__(url, confirm_timeout=confirm_timeout, max_backoff=max_backoff)
+        super().__init__()
+        self.url = redact(url)
+        self.confirm_timeout = confirm_timeout
+        self._max_backoff = max_backoff
         self._nodes, self._options = parse_cluster_url(url)
         self._cluster: RedisCluster | None = None
+        self._store: RedisStore | None = None
         self._shards: dict[str, _Shard] = {}
         self._healthy = asyncio.Event()
         self._repair = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self.reconnects = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -206,21 +217,39 @@ class ClusterBackplane(RedisBackplane):
     async def wait_healthy(self, timeout: float) -> None:
         await asyncio.wait_for(self._healthy.wait(), timeout)
 
+    @property
+    def client(self) -> RedisCluster:
+        if self._cluster is None:
+            raise RuntimeError("backplane not started")
+        return self._cluster
+
+    @property
+    def store(self) -> RedisStore:
+        if self._store is None:
+            raise RuntimeError("backplane not started")
+        return self._store
+
+    @property
+    def presence(self) -> PresenceStore:
+        return self.store
+
     async def start(self) -> None:
         cluster = self._cluster = RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in self._nodes],
             decode_responses=True, socket_connect_timeout=3.0, socket_timeout=5.0,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3), **self._options)
-        # RedisBackplane's scripts and commands run on it, routed by slot
-        self._client = cluster  # type: ignore[assignment]
         try:
             await asyncio.wait_for(cluster.initialize(), self.confirm_timeout)
-        except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError) as exc:
+        except (*_FAILURES, asyncio.TimeoutError) as exc:
             await cluster.aclose()
-            self._client = self._cluster = None
+            self._cluster = None
             raise BackplaneUnavailable(
                 f"cannot reach the Redis Cluster at {self.url}: {exc or type(exc).__name__}"
             ) from exc
+        # the same scripts and keys as one Redis, routed by slot
+        self._store = RedisStore(cluster, f"the Redis Cluster at {self.url}",
+                                 publish="SPUBLISH", failures=_FAILURES,
+                                 script=lambda source: _Script(cluster, source))
         self._healthy.set()
         self._supervisor = asyncio.get_running_loop().create_task(
             self._supervise(), name="wskit-cluster-supervisor")
@@ -236,23 +265,20 @@ class ClusterBackplane(RedisBackplane):
         self._healthy.clear()
         if self._cluster is not None:
             await self._cluster.aclose()
-            self._client = self._cluster = None
+            self._cluster = self._store = None
 
-    # -- publishing (history, presence and batches come from RedisBackplane) ----
-
-    def _script(self, name: str) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            assert self._cluster is not None
-            script = self._scripts[name] = _Script(self._cluster, self._source(name))
-        return script
+    # -- publishing and history (the store's; batches pipelined by shard) --------
 
     async def publish(self, channel: str, data: str) -> int:
-        try:
-            return int(await self.client.execute_command("SPUBLISH", channel, data))
-        except (RedisError, RedisClusterException, OSError) as exc:
-            raise BackplaneUnavailable(
-                f"publish to the Redis Cluster at {self.url} failed: {exc}") from exc
+        return await self.store.publish(channel, data)
+
+    async def append(self, key: str, channel: str, origin: str, frame_text: str,
+                     retention: Retention) -> tuple[int, str]:
+        return await self.store.append(key, channel, origin, frame_text, retention)
+
+    async def read(self, key: str, retention: Retention, *, after: int | None = None,
+                   last: int | None = None) -> Page:
+        return await self.store.read(key, retention, after=after, last=last)
 
     def lane(self, channel: str) -> str:
         """The shard that owns the channel now: its posts are batched together."""
@@ -267,17 +293,17 @@ class ClusterBackplane(RedisBackplane):
         posts to a room (:func:`~wskit.backplane.redis.runs`). A run the pipeline
         could not run (NOSCRIPT on a promoted replica, a slot that moved) is retried
         on its own, in order, through the paths that follow redirections."""
+        store = self.store
         batch = runs(posts)
         if len(batch) == 1:
-            return await self._send_run(batch[0])
-        assert self._cluster is not None
-        script = self._script("append")
-        pipe = self._cluster.pipeline()
+            return await store.send_run(batch[0])
+        script = store.script("append")
+        pipe = self.client.pipeline()
         for run in batch:
             first = run[0]
             if first.key is None:
                 pipe.execute_command("SPUBLISH", first.channel,
-                                     encode_envelope(first.origin, first.frame_text))
+                                     envelope.encode(first.origin, first.frame_text))
             else:
                 # (redis-py blocks pipe.evalsha() in cluster mode; the command itself
                 # is routed by its keys like any other)
@@ -285,7 +311,7 @@ class ClusterBackplane(RedisBackplane):
                                      f"{first.key}:stream", *append_args(run))
         try:
             replies = await pipe.execute(raise_on_error=False)
-        except (RedisError, RedisClusterException, OSError) as exc:
+        except _FAILURES as exc:
             # which commands ran is unknown: retrying could store a post twice
             error = BackplaneUnavailable(
                 f"send to the Redis Cluster at {self.url} failed: {exc or type(exc).__name__}")
@@ -293,7 +319,7 @@ class ClusterBackplane(RedisBackplane):
         results: list[Sent] = []
         for run, reply in zip(batch, replies):
             if isinstance(reply, (NoScriptError, ResponseError)) and _not_run(reply):
-                results += await self._send_run(run)
+                results += await store.send_run(run)
             else:
                 results += sent_of(run, reply, f"the Redis Cluster at {self.url}")
         return results

@@ -19,89 +19,26 @@ and "was it the last" atomically (a Lua script on Redis), which is what the
 ``presence`` events need: one ``join`` when the user's first connection anywhere
 joins, one ``leave`` when its last one leaves or its instance dies.
 
-:class:`MemoryPresence` is the same store in plain Python, with the clock passed
-in: the standalone server, ``memory://`` and the tests use it; Redis and
-fakeredis run the scripts in :mod:`wskit.backplane.redis`.
+:class:`~wskit.backplane.base.PresenceStore` is the store's interface (a broker
+offers one as its ``presence``); :class:`~wskit.backplane.memory.MemoryPresence`
+is the store in plain Python, with the clock passed in: the standalone server,
+``memory://`` and the tests use it; Redis and fakeredis run the scripts of
+:mod:`wskit.backplane.scripts`. Both names are importable from here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from typing import Protocol
 
+from ..backplane.base import PresenceStore
+from ..backplane.memory import MemoryPresence
 from ..exceptions import BackplaneUnavailable
 
 log = logging.getLogger("wskit.presence")
 
 __all__ = ["MemoryPresence", "PresenceStore", "Presence"]
-
-
-class PresenceStore(Protocol):
-    """What :class:`Presence` needs of a store (a backplane is one)."""
-
-    async def presence_join(self, room: str, user: str, instance: str, ttl: float) -> bool:
-        """Add the entry; True if ``user`` had no live entry in ``room`` before."""
-
-    async def presence_leave(self, room: str, user: str, instance: str) -> bool:
-        """Remove the entry; True if ``user`` now has no live entry in ``room``."""
-
-    async def presence_refresh(self, room: str, users: list[str], instance: str,
-                               ttl: float) -> list[str]:
-        """Extend this instance's entries; drop expired ones; the users now gone."""
-
-    async def presence_list(self, room: str) -> list[str]:
-        """The users with a live entry in ``room``, sorted."""
-
-
-class MemoryPresence:
-    """The store in plain Python; ``clock`` gives seconds (monotonic by default)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._rooms: dict[str, dict[tuple[str, str], float]] = {}
-
-    def _alive(self, room: str, now: float) -> dict[tuple[str, str], float]:
-        entries = self._rooms.get(room, {})
-        return {k: t for k, t in entries.items() if t > now}
-
-    async def presence_join(self, room: str, user: str, instance: str, ttl: float) -> bool:
-        now = self.clock()
-        first = not any(u == user for u, _ in self._alive(room, now))
-        self._rooms.setdefault(room, {})[(user, instance)] = now + ttl
-        return first
-
-    async def presence_leave(self, room: str, user: str, instance: str) -> bool:
-        entries = self._rooms.get(room, {})
-        entries.pop((user, instance), None)
-        last = not any(u == user for u, _ in self._alive(room, self.clock()))
-        if not entries:
-            self._rooms.pop(room, None)
-        return last
-
-    async def presence_refresh(self, room: str, users: list[str], instance: str,
-                               ttl: float) -> list[str]:
-        now = self.clock()
-        entries = self._rooms.setdefault(room, {})
-        expired = [k for k, t in entries.items() if t <= now]
-        for key in expired:
-            del entries[key]
-        for user in users:
-            entries[(user, instance)] = now + ttl
-        alive = {u for u, _ in entries}
-        gone = list(dict.fromkeys(u for u, _ in expired if u not in alive))
-        if not entries:
-            self._rooms.pop(room, None)
-        return gone
-
-    async def presence_list(self, room: str) -> list[str]:
-        return self.users(room)
-
-    def users(self, room: str) -> list[str]:
-        """The users with a live entry in ``room``, sorted (synchronous)."""
-        return sorted({u for u, _ in self._alive(room, self.clock())})
 
 
 #: ``announce(room, user, event)``: tell the room's members, here and elsewhere

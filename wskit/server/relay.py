@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -217,21 +217,21 @@ class Relay:
         return await self.backplane.read(self.history_key(room), retention, after=after,
                                          last=last)
 
-    # -- presence (a PresenceStore: rooms in, history keys to the backend) ------
+    # -- presence (a PresenceStore: rooms in, history keys to the broker's store) --
 
     async def presence_join(self, room: str, user: str, instance: str, ttl: float) -> bool:
-        return await self.backplane.presence_join(self.history_key(room), user, instance, ttl)
+        return await self.backplane.presence.presence_join(self.history_key(room), user, instance, ttl)
 
     async def presence_leave(self, room: str, user: str, instance: str) -> bool:
-        return await self.backplane.presence_leave(self.history_key(room), user, instance)
+        return await self.backplane.presence.presence_leave(self.history_key(room), user, instance)
 
-    async def presence_refresh(self, room: str, users: list[str], instance: str,
+    async def presence_refresh(self, room: str, users: Sequence[str], instance: str,
                                ttl: float) -> list[str]:
-        return await self.backplane.presence_refresh(self.history_key(room), users, instance,
-                                                     ttl)
+        return await self.backplane.presence.presence_refresh(self.history_key(room), users,
+                                                              instance, ttl)
 
     async def presence_list(self, room: str) -> list[str]:
-        return await self.backplane.presence_list(self.history_key(room))
+        return await self.backplane.presence.presence_list(self.history_key(room))
 
     # -- receiving -----------------------------------------------------------
 
