@@ -15,13 +15,12 @@ its ``PresenceManager``, it is two interfaces:
 
 ``Backplane`` is the broker's other name, the one the rest of wskit uses.
 
-Subscriptions are *intents*: :meth:`Broker.want` and :meth:`Broker.unwant`
-change the set of wanted channels synchronously, in the order the hub changed, and
-:meth:`Broker.sync` makes the backend match whatever is wanted *when it runs*,
-under one lock. An intent is never deferred to a task of its own (that was a race:
-a close's queued "unsubscribe" ran after a later join had re-wanted the room and
-undid it). ``subscribe`` is ``want`` plus ``sync`` and returns once the backend
-confirmed it, so a client that got ``joined`` receives every later post.
+Subscriptions are *intents* (:attr:`Broker.subscriptions`, a
+:class:`~wskit.backplane.reconcile.Reconciler`): ``want`` and ``unwant`` change the
+set of wanted channels synchronously, in the order the hub changed, and
+``settle`` has one worker make the backend match whatever is wanted *when it
+runs*; it returns once the backend confirmed, so a client that got ``joined``
+receives every later post. A backend only implements ``_apply(add, remove)``.
 
 Every message is an envelope (:mod:`wskit.core.envelope`, docs/protocol.md).
 ``origin`` lets each instance drop its own publications: it has delivered them
@@ -38,7 +37,6 @@ and publishing must be one atomic step on the shared store.
 from __future__ import annotations
 
 import abc
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
@@ -47,6 +45,7 @@ from ..core.envelope import decode as decode_envelope
 from ..core.envelope import encode as encode_envelope
 from ..core.history import Page, Retention
 from ..exceptions import BackplaneUnavailable
+from .reconcile import Reconciler
 
 log = logging.getLogger("wskit.backplane")
 
@@ -105,13 +104,15 @@ class Broker(abc.ABC):
 
     def __init__(self) -> None:
         self.on_message: MessageHandler | None = None
-        self._wanted: set[str] = set()
-        self._sync_lock = asyncio.Lock()
+        #: the channels wanted (the relay records intents here, in hub order) and
+        #: those the backend confirmed; one worker applies the difference
+        self.subscriptions: Reconciler[str] = Reconciler(
+            self._changes, name=f"wskit-subscriptions-{id(self):x}", eager=False)
 
     @property
     def channels(self) -> set[str]:
         """The channels this instance wants to hear (a copy)."""
-        return set(self._wanted)
+        return set(self.subscriptions.wanted)
 
     @property
     def healthy(self) -> bool:
@@ -181,35 +182,26 @@ class Broker(abc.ABC):
     def presence(self) -> PresenceStore:
         """This backend's presence store (keys: rooms' history keys)."""
 
-    def want(self, channel: str) -> None:
-        """Record that ``channel`` is wanted; :meth:`sync` applies it."""
-        self._wanted.add(channel)
-
-    def unwant(self, channel: str) -> None:
-        """Record that ``channel`` is no longer wanted; :meth:`sync` applies it."""
-        self._wanted.discard(channel)
-
-    async def sync(self) -> None:
-        """Make the backend's subscriptions equal the wanted set as it is now.
-
-        Never raises for an unreachable backend: the wish is kept, and the
-        reconnecting listener subscribes to every wanted channel.
-        """
-        async with self._sync_lock:
-            await self._apply(set(self._wanted))
-
     async def subscribe(self, channel: str) -> None:
-        """``want`` then ``sync``: returns once the backend confirmed (or is down)."""
-        self.want(channel)
-        await self.sync()
+        """Want ``channel`` and :meth:`~Reconciler.settle`: returns once the backend
+        confirmed (or is down: the reconnecting listener subscribes it then)."""
+        self.subscriptions.want(channel)
+        await self.subscriptions.settle()
 
     async def unsubscribe(self, channel: str) -> None:
-        self.unwant(channel)
-        await self.sync()
+        self.subscriptions.unwant(channel)
+        await self.subscriptions.settle()
+
+    async def _changes(self, changes: list[tuple[str, bool]]) -> int:
+        """The subscriptions' ``apply`` (see :class:`Reconciler`): all or nothing."""
+        add = {ch for ch, on in changes if on}
+        ok = await self._apply(add, {ch for ch, on in changes if not on})
+        return len(changes) if ok else 0
 
     @abc.abstractmethod
-    async def _apply(self, wanted: set[str]) -> None:
-        """Make the backend's subscriptions equal ``wanted``."""
+    async def _apply(self, add: set[str], remove: set[str]) -> bool:
+        """Subscribe ``add`` and unsubscribe ``remove``, confirmed; False when the
+        backend cannot now (the channels stay pending)."""
 
     def _dispatch(self, channel: str, data: str) -> None:
         handler = self.on_message

@@ -255,6 +255,7 @@ class ClusterBackplane(Broker):
             self._supervise(), name="wskit-cluster-supervisor")
 
     async def stop(self) -> None:
+        await self.subscriptions.stop()
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.wait({self._supervisor})
@@ -326,10 +327,14 @@ class ClusterBackplane(Broker):
 
     # -- subscriptions ---------------------------------------------------------
 
-    async def _apply(self, wanted: set[str]) -> None:
+    async def _apply(self, add: set[str], remove: set[str]) -> bool:
+        """Every wanted channel on the shard that owns it now (the whole set: shards
+        come and go with the topology); False if a shard could not be reached."""
         cluster = self._cluster
         if cluster is None:
-            return
+            return False
+        wanted = set(self.subscriptions.wanted)
+        whole = True
         try:
             owners: dict[str, tuple[ClusterNode, set[str]]] = {}
             for channel in wanted:
@@ -339,7 +344,7 @@ class ClusterBackplane(Broker):
                 owners.setdefault(node.name, (node, set()))[1].add(channel)
         except (RedisClusterException, RedisError) as exc:
             self._trouble(f"no owner for a channel: {exc}")
-            return
+            return False
         for name in [n for n in self._shards if n not in owners]:
             await self._shards.pop(name).close()
         waits: list[asyncio.Future[None]] = []
@@ -356,12 +361,14 @@ class ClusterBackplane(Broker):
                     del self._shards[name]
                 await shard.close()
                 self._trouble(f"subscribing on {name} failed: {exc}")
+                whole = False
         if waits:
             # confirmed: Redis processed SSUBSCRIBE, every later SPUBLISH reaches us
             done, _ = await asyncio.wait(waits, timeout=self.confirm_timeout)
             if len(done) < len(waits):
                 log.warning("Redis Cluster did not confirm %d subscription(s) in %gs",
                             len(waits) - len(done), self.confirm_timeout)
+        return whole
 
     def _trouble(self, why: str) -> None:
         """A shard failed or a slot moved: repair in the supervisor."""
@@ -389,7 +396,9 @@ class ClusterBackplane(Broker):
                         if self._shards.get(shard.name) is shard:
                             del self._shards[shard.name]
                         await shard.close()
-                    await self.sync()
+                    # whatever the shards hold now, every wanted channel is applied again
+                    self.subscriptions.reset(set())
+                    await self.subscriptions.settle()
                     if not self._repair.is_set():
                         break
                 await asyncio.sleep(backoff)  # backoff between attempts
@@ -397,5 +406,5 @@ class ClusterBackplane(Broker):
             self.reconnects += 1
             self._healthy.set()
             log.warning("backplane %s: resubscribed %d channel(s) on %d shard(s) after %.1fs",
-                        self.url, len(self._wanted), len(self._shards),
+                        self.url, len(self.subscriptions.wanted), len(self._shards),
                         time.monotonic() - down_since)

@@ -112,8 +112,9 @@ class MemoryBackplane(Broker):
         self._loop = asyncio.get_running_loop()
 
     async def stop(self) -> None:
-        self._wanted.clear()
-        await self._apply(set())
+        await self.subscriptions.stop()
+        self.subscriptions.forget()
+        self._set_subscribed(set())
         self._loop = None
 
     @property
@@ -159,8 +160,9 @@ class MemoryBackplane(Broker):
                 loop.call_soon_threadsafe(bp._dispatch, channel, data)
         return len(targets)
 
-    async def _apply(self, wanted: set[str]) -> None:
-        self._set_subscribed(wanted)
+    async def _apply(self, add: set[str], remove: set[str]) -> bool:
+        self._set_subscribed((self._subscribed | add) - remove)
+        return True
 
     def _set_subscribed(self, wanted: set[str]) -> None:
         with _lock:

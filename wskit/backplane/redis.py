@@ -131,7 +131,6 @@ class RedisBackplane(Broker):
         self._max_backoff = max_backoff
         self._sub_client: aioredis.Redis | None = None
         self._pubsub: aioredis.client.PubSub | None = None
-        self._subscribed: set[str] = set()
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
@@ -194,6 +193,7 @@ class RedisBackplane(Broker):
                 f"{self.confirm_timeout:g}s") from exc
 
     async def stop(self) -> None:
+        await self.subscriptions.stop()
         for task in (self._listener, self._catch_up):
             if task is not None and not task.done():
                 task.cancel()
@@ -233,12 +233,10 @@ class RedisBackplane(Broker):
 
     # -- the listener ----------------------------------------------------------
 
-    async def _apply(self, wanted: set[str]) -> None:
+    async def _apply(self, add: set[str], remove: set[str]) -> bool:
         pubsub = self._pubsub
         if pubsub is None or not self._live:
-            return  # the listener subscribes to everything wanted when it reconnects
-        wanted = wanted | {self._keepalive}
-        add, remove = wanted - self._subscribed, self._subscribed - wanted
+            return False  # the listener subscribes to everything wanted when it reconnects
         loop = asyncio.get_running_loop()
         waits = [self._confirm.setdefault(ch, loop.create_future()) for ch in add]
         try:
@@ -248,10 +246,9 @@ class RedisBackplane(Broker):
                 await pubsub.unsubscribe(*remove)
         except (RedisError, OSError) as exc:
             log.debug("subscription change deferred until reconnect: %r", exc)
-            return
+            return False
         if self._pubsub is not pubsub:
-            return  # the connection dropped meanwhile; the listener resubscribes all
-        self._subscribed = wanted
+            return False  # the connection dropped meanwhile; the listener resubscribes all
         if waits:
             # Confirmed means Redis has processed SUBSCRIBE: every publish after
             # this point reaches us. Without it a join could miss the next post.
@@ -259,6 +256,7 @@ class RedisBackplane(Broker):
             if len(done) < len(waits):
                 log.warning("Redis did not confirm %d subscription(s) in %gs",
                             len(waits) - len(done), self.confirm_timeout)
+        return True
 
     async def _listen(self) -> None:
         """Read messages forever; on any connection failure reconnect with backoff."""
@@ -286,7 +284,7 @@ class RedisBackplane(Broker):
                             # A subscribe() that came after _resubscribe copied the
                             # wanted set found us not yet live and deferred to us:
                             # apply whatever is wanted now, then report healthy. A
-                            # task, since sync() waits for confirmations that only
+                            # task, since settle() waits for confirmations that only
                             # this loop reads.
                             self._catch_up = asyncio.get_running_loop().create_task(
                                 self._caught_up(pubsub), name="wskit-backplane-catch-up")
@@ -308,21 +306,23 @@ class RedisBackplane(Broker):
                 self._live = False
                 self._connected.clear()
                 self._pubsub = None
-                self._subscribed = set()
+                self.subscriptions.reset(set())  # the connection took them all
                 await _close_quietly(pubsub)
             await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation
             backoff = min(backoff * 2, self._max_backoff)
 
     async def _caught_up(self, pubsub: Any) -> None:
-        await self.sync()
+        await self.subscriptions.settle()
         if self._pubsub is pubsub and self._live:
             self._connected.set()
 
     async def _resubscribe(self, pubsub: Any) -> set[str]:
         """Subscribe a fresh connection to every channel wanted right now."""
-        channels = set(self._wanted) | {self._keepalive}
+        wanted = set(self.subscriptions.wanted)
+        channels = wanted | {self._keepalive}
         await pubsub.subscribe(*channels)
-        self._pubsub, self._subscribed = pubsub, channels
+        self._pubsub = pubsub
+        self.subscriptions.reset(wanted)
         return channels
 
 

@@ -11,7 +11,8 @@ client entries with per-entry expiry, refreshed by the node that owns them.)
 What this instance *wants* stored is always the hub's state, (room, user) pairs
 with at least one local connection. :class:`Presence` records that intent
 synchronously when the hub changes and a single worker makes the store match it,
-in order, exactly like the backplane's subscriptions: a close's "leave" can never
+in order, with the same helper as the broker's subscriptions
+(:class:`~wskit.backplane.reconcile.Reconciler`): a close's "leave" can never
 overtake a later join of the same user's other tab.
 
 The store answers "was this the user's first entry in the room, on any instance"
@@ -34,6 +35,7 @@ from collections.abc import Callable
 
 from ..backplane.base import PresenceStore
 from ..backplane.memory import MemoryPresence
+from ..backplane.reconcile import Reconciler
 from ..exceptions import BackplaneUnavailable
 
 log = logging.getLogger("wskit.presence")
@@ -49,8 +51,9 @@ class Presence:
     """Keeps one instance's entries in a :class:`PresenceStore` equal to its hub.
 
     The server calls :meth:`want` and :meth:`unwant` synchronously when a user's
-    first connection here joins a room or its last one here leaves; a single
-    worker applies the changes in that order.
+    first connection here joins a room or its last one here leaves; one worker (a
+    :class:`~wskit.backplane.reconcile.Reconciler`, as for the broker's
+    subscriptions) applies the changes in that order, one at a time.
     """
 
     def __init__(self, store: PresenceStore, instance: str, ttl: float,
@@ -59,18 +62,23 @@ class Presence:
         self.instance = instance
         self.ttl = ttl
         self._announce = announce
-        #: (room, user) pairs with a connection here: what the store should hold
-        self.wanted: set[tuple[str, str]] = set()
-        #: what the store holds for this instance, as far as we know
-        self.applied: set[tuple[str, str]] = set()
-        #: pairs changed since the worker last looked, in order of first change
-        self._pending: dict[tuple[str, str], None] = {}
-        self._worker: asyncio.Task[None] | None = None
+        #: (room, user) pairs with a connection here (``wanted``: what the store
+        #: should hold) and what it holds for this instance as far as we know
+        #: (``applied``)
+        self.entries: Reconciler[tuple[str, str]] = Reconciler(
+            self._apply, name=f"wskit-presence-apply-{instance}", batch=False)
         self._refresher: asyncio.Task[None] | None = None
-        self._paused = False
         #: one store operation sequence at a time: a refresh must never re-add an
         #: entry that a concurrent leave just removed
         self._lock = asyncio.Lock()
+
+    @property
+    def wanted(self) -> set[tuple[str, str]]:
+        return self.entries.wanted
+
+    @property
+    def applied(self) -> set[tuple[str, str]]:
+        return self.entries.applied
 
     def start(self) -> None:
         self._refresher = asyncio.get_running_loop().create_task(
@@ -79,7 +87,7 @@ class Presence:
     def pause(self) -> None:
         """Record changes but apply none until :meth:`stop` (a draining server closes
         every connection at once: their store round trips wait until the closes are out)."""
-        self._paused = True
+        self.entries.pause()
 
     async def stop(self) -> None:
         """Apply what is pending, then remove this instance's entries, announcing the
@@ -88,9 +96,8 @@ class Presence:
             self._refresher.cancel()
             await asyncio.wait({self._refresher})
             self._refresher = None
-        await self.idle()
-        self._paused = False
-        await self._apply()
+        self.entries.resume()
+        await self.entries.settle()
         async with self._lock:
             for room, user in sorted(self.applied):
                 try:
@@ -100,26 +107,16 @@ class Presence:
                 if last:
                     self._tell(room, user, "leave")
             self.applied.clear()
+        await self.entries.stop()
 
     async def idle(self) -> None:
-        while self._worker is not None and not self._worker.done():
-            await asyncio.wait({self._worker})
+        await self.entries.idle()
 
     def want(self, room: str, user: str) -> None:
-        self.wanted.add((room, user))
-        self._changed((room, user))
+        self.entries.want((room, user))
 
     def unwant(self, room: str, user: str) -> None:
-        self.wanted.discard((room, user))
-        self._changed((room, user))
-
-    def _changed(self, key: tuple[str, str]) -> None:
-        self._pending[key] = None
-        if self._paused:
-            return
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(
-                self._apply(), name=f"wskit-presence-apply-{self.instance}")
+        self.entries.unwant((room, user))
 
     async def users(self, room: str) -> list[str]:
         """Who is in ``room`` anywhere: the store's answer, corrected by what this
@@ -129,29 +126,22 @@ class Presence:
         stale = {u for r, u in self.applied if r == room} - here
         return sorted((stored - stale) | here)
 
-    async def _apply(self) -> None:
+    async def _apply(self, changes: list[tuple[tuple[str, str], bool]]) -> int:
+        """The entries' ``apply``: a join or a leave, announced if it was the user's
+        first or last entry anywhere; 0 when the store is unreachable (the next
+        refresh tick retries)."""
         async with self._lock:
-            while self._pending:
-                key = next(iter(self._pending))
-                del self._pending[key]
-                room, user = key
+            for done, ((room, user), on) in enumerate(changes):
                 try:
-                    if key in self.wanted and key not in self.applied:
-                        first = await self.store.presence_join(room, user, self.instance,
-                                                               self.ttl)
-                        self.applied.add(key)
-                        if first:
+                    if on:
+                        if await self.store.presence_join(room, user, self.instance, self.ttl):
                             self._tell(room, user, "join")
-                    elif key not in self.wanted and key in self.applied:
-                        last = await self.store.presence_leave(room, user, self.instance)
-                        self.applied.discard(key)
-                        if last:
-                            self._tell(room, user, "leave")
+                    elif await self.store.presence_leave(room, user, self.instance):
+                        self._tell(room, user, "leave")
                 except BackplaneUnavailable as exc:
-                    # kept as wished: the next refresh tick tries again
-                    self._pending[key] = None
                     log.debug("presence update deferred: %s", exc)
-                    return
+                    return done
+            return len(changes)
 
     def _tell(self, room: str, user: str, event: str) -> None:
         if self._announce is not None:
@@ -178,5 +168,4 @@ class Presence:
                     return
                 for user in gone:
                     self._tell(room, user, "leave")
-        if self._pending:
-            self._changed(next(iter(self._pending)))
+        self.entries.retry()

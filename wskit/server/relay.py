@@ -8,9 +8,10 @@ backend holds the other's bookkeeping:
   Cluster, in the slot of the room's history), user ``U`` is ``{ns}:user:U``;
 * **intents**: the server calls :meth:`room_opened`, :meth:`room_emptied`,
   :meth:`user_arrived` and :meth:`user_gone` *synchronously, at the moment the
-  hub changes*, so the wanted set always equals the hub's state; applying it
-  to the backend (:meth:`settle`, :meth:`settle_soon`) reads that set when it
-  runs, so no stale intent can undo a newer one;
+  hub changes*; they become wants of the broker's channel set
+  (:class:`~wskit.backplane.reconcile.Reconciler`), so the wanted set always
+  equals the hub's state, and its one worker (:meth:`settle`, :meth:`settle_soon`)
+  applies that set as it is when it runs, so no stale intent can undo a newer one;
 * **envelopes**: what goes out names this instance, what comes back from this
   instance is dropped (it was delivered locally when posted), and the rest is
   routed to a room's or a user's local connections;
@@ -114,35 +115,39 @@ class Relay:
         await self.backplane.stop()
 
     async def idle(self) -> None:
-        """Wait until no background :meth:`settle_soon` is left.
+        """Wait until no background :meth:`settle_soon` or batch is left.
 
         ``asyncio.wait`` suspends even on finished tasks (a bare ``gather`` of
         done tasks does not on 3.12+, which made a ``while`` loop here spin).
         """
         while self._tasks:
             await asyncio.wait(set(self._tasks))
+        await self.backplane.subscriptions.idle()
 
     # -- intents (synchronous, in hub order) ---------------------------------
 
+    # (rooms and users in, the broker's channel intents out: its ``subscriptions``)
+
     def room_opened(self, room: str) -> None:
-        self.backplane.want(self.room_channel(room))
+        self.backplane.subscriptions.want(self.room_channel(room))
 
     def room_emptied(self, room: str) -> None:
-        self.backplane.unwant(self.room_channel(room))
+        self.backplane.subscriptions.unwant(self.room_channel(room))
 
     def user_arrived(self, user: str) -> None:
-        self.backplane.want(self.user_channel(user))
+        self.backplane.subscriptions.want(self.user_channel(user))
 
     def user_gone(self, user: str) -> None:
-        self.backplane.unwant(self.user_channel(user))
+        self.backplane.subscriptions.unwant(self.user_channel(user))
 
     async def settle(self) -> None:
         """Apply every intent so far; returns once the backend confirmed (or is down)."""
-        await self.backplane.sync()
+        await self.backplane.subscriptions.settle()
 
     def settle_soon(self) -> None:
-        """:meth:`settle` in the background (from synchronous code: a close)."""
-        self._background(self.backplane.sync(), "wskit-relay-settle")
+        """:meth:`settle` in the background (from synchronous code: a close);
+        :meth:`idle` waits for it."""
+        self.backplane.subscriptions.retry()
 
     def _background(self, coro: Any, name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
