@@ -44,6 +44,7 @@ __all__ = ["RedisBackplane", "shared_fake_server", "redact", "make_client",
 
 _fake_lock = threading.Lock()
 _fake_servers: dict[str, Any] = {}
+_fake_lifetimes: dict[str, str] = {}
 
 #: how long ``subscribe`` waits for Redis to confirm before carrying on
 CONFIRM_TIMEOUT = 5.0
@@ -60,7 +61,16 @@ def shared_fake_server(name: str = "") -> Any:
         server = _fake_servers.get(name)
         if server is None:
             server = _fake_servers[name] = fakeredis.FakeServer()
+            _fake_lifetimes[name] = uuid.uuid4().hex
         return server
+
+
+def fake_lifetime(name: str = "") -> str:
+    """A token naming the lifetime of ``fakeredis://NAME``'s server (fakeredis has no
+    INFO run_id; the history scripts derive unborn epochs from it)."""
+    shared_fake_server(name)
+    with _fake_lock:
+        return _fake_lifetimes[name]
 
 
 def redact(url: str) -> str:
@@ -160,7 +170,10 @@ class RedisBackplane(Broker):
     def store(self) -> RedisStore:
         """History and presence on this Redis (from :meth:`start` on)."""
         if self._store is None:
-            self._store = RedisStore(self.client, f"Redis at {self.url}")
+            parts = urlsplit(self._raw_url)
+            lifetime = fake_lifetime(parts.netloc) if (
+                self._owns_client and parts.scheme == "fakeredis") else ""
+            self._store = RedisStore(self.client, f"Redis at {self.url}", lifetime=lifetime)
         return self._store
 
     @property

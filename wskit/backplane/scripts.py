@@ -24,38 +24,72 @@ __all__ = ["sources", "runs", "append_args", "sent_of", "MAX_RUN"]
 # publishes in offset order. (A cluster needs KEY and the channel in one hash
 # slot: KEY carries a hash tag.)
 #
-# One call stores a run of consecutive posts to the room (ARGV[6..]): the lookups,
+# One call stores a run of consecutive posts to the room (ARGV[7..]): the lookups,
 # the counter and the expiries are paid once per run, not once per post. Each post
 # is still its own stream entry and its own publication, so nothing downstream
 # knows a run from single posts. On fakeredis, where every command is emulated in
 # Python, a run of 15 costs a quarter per post of 15 single calls (docs/benchmarks.md).
-_APPEND = """
+#
+# Epochs. A read of a history that does not exist writes nothing (joins and
+# history reads of rooms nobody posts in left a key each, with an hour's TTL) and
+# answers top 0 with the epoch the first post *will* take: the history's unborn
+# epoch, a hash of (KEY:meta, the server's lifetime, TIME // ttl), so that a client who
+# joined an empty room and then sees its first post sees no change of epoch. It
+# still changes whenever a history is lost: a restarted Redis has a new run_id (the
+# server's lifetime: INFO's run_id, or the token of an in-process fakeredis), and a
+# history that expired lived ttl s at least, so the next one is born in a later
+# TIME // ttl. (A first post in the next period after an empty read does change
+# the epoch: visible to that client as a reset, never a silent gap.) A server that
+# cannot name its lifetime (fakeredis over TCP, an injected fakeredis client) gets
+# the old rule: the read stores a random epoch.
+_UNBORN = """
+local function unborn(meta, lifetime, ttl)
+  if lifetime == '' then
+    local info = redis.pcall('INFO', 'server')
+    if type(info) ~= 'string' then return nil end
+    lifetime = string.match(info, 'run_id:(%x+)')
+    if not lifetime then return nil end
+  end
+  local period = math.floor(tonumber(redis.call('TIME')[1]) / ttl)
+  -- a 32-bit polynomial hash (exact in doubles; fakeredis's Lua has no sha1hex)
+  local text, h = meta .. '|' .. lifetime .. '|' .. period, 0
+  for i = 1, #text do h = (h * 31 + string.byte(text, i)) % 4294967296 end
+  return string.format('%08x', h)
+end
+"""
+
+_APPEND = _UNBORN + """
 local meta, stream = KEYS[1], KEYS[2]
 local epoch = redis.call('HGET', meta, 'e')
 if not epoch then
-  epoch = ARGV[4]
+  epoch = unborn(meta, ARGV[6], tonumber(ARGV[3])) or ARGV[4]
   redis.call('HSET', meta, 'e', epoch)
 end
-local n = #ARGV - 5
+local n = #ARGV - 6
 local first = redis.call('HINCRBY', meta, 's', n) - n + 1
 local origin = ARGV[5]
 local head = {head}
 local tail = {tail}
 for i = 1, n do
   local offset = first + i - 1
-  redis.call('XADD', stream, 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[5 + i])
-  redis.call('{publish}', ARGV[1], head .. offset .. tail .. ARGV[5 + i] .. {end})
+  redis.call('XADD', stream, 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[6 + i])
+  redis.call('{publish}', ARGV[1], head .. offset .. tail .. ARGV[6 + i] .. {end})
 end
 redis.call('EXPIRE', meta, ARGV[3])
 redis.call('EXPIRE', stream, ARGV[3])
 return {{first, epoch}}
 """
 
-_READ = """
+_READ = _UNBORN + """
 local meta, stream = KEYS[1], KEYS[2]
-redis.call('HSETNX', meta, 'e', ARGV[1])
-redis.call('EXPIRE', meta, ARGV[2])
 local epoch = redis.call('HGET', meta, 'e')
+if not epoch then
+  epoch = unborn(meta, ARGV[5], tonumber(ARGV[2]))
+  if epoch then return {0, epoch, 1, {}} end  -- no history: nothing is written
+  epoch = ARGV[1]  -- this server cannot name its lifetime: the old rule
+  redis.call('HSET', meta, 'e', epoch)
+  redis.call('EXPIRE', meta, ARGV[2])
+end
 local top = tonumber(redis.call('HGET', meta, 's') or '0')
 local mode, n = ARGV[3], tonumber(ARGV[4])
 local entries = {}
@@ -183,12 +217,14 @@ def runs(posts: Sequence[RoomPost]) -> list[list[RoomPost]]:
     return out
 
 
-def append_args(run: Sequence[RoomPost]) -> list[Any]:
-    """The append script's ARGV for a run (see :func:`runs`)."""
+def append_args(run: Sequence[RoomPost], lifetime: str = "") -> list[Any]:
+    """The append script's ARGV for a run (see :func:`runs`); ``lifetime`` names the
+    server's lifetime where Redis cannot (an in-process fakeredis), else ''."""
     first = run[0]
     assert first.retention is not None
     return [first.channel, first.retention.size, max(1, int(first.retention.ttl)),
-            new_epoch(), json.dumps(first.origin), *(post.frame_text for post in run)]
+            new_epoch(), json.dumps(first.origin), lifetime,
+            *(post.frame_text for post in run)]
 
 
 def sent_of(run: Sequence[RoomPost], reply: Any, where: str) -> list[Sent]:

@@ -37,13 +37,17 @@ class RedisStore:
     append script and :meth:`publish` use (``SPUBLISH`` on a cluster); ``failures``
     are what a command Redis could not run raises (each becomes
     :class:`BackplaneUnavailable`); ``script`` registers a script (default: the
-    client's ``register_script``, EVALSHA falling back to EVAL).
+    client's ``register_script``, EVALSHA falling back to EVAL); ``lifetime``: see
+    the epochs in :mod:`.scripts`.
     """
 
     def __init__(self, client: Any, where: str, *, publish: str = "PUBLISH",
                  failures: tuple[type[Exception], ...] = (RedisError, OSError),
-                 script: ScriptFactory | None = None) -> None:
+                 script: ScriptFactory | None = None, lifetime: str = "") -> None:
         self.client = client
+        #: names the server's lifetime when Redis cannot tell it (see the epochs
+        #: in :mod:`.scripts`): the token of an in-process fakeredis
+        self.lifetime = lifetime
         self.where = where
         self.publish_command = publish
         self.failures = failures
@@ -84,7 +88,8 @@ class RedisStore:
                                                                   first.frame_text))
                 return [None]
             reply = await self.script("append")(
-                keys=[f"{first.key}:meta", f"{first.key}:stream"], args=append_args(run))
+                keys=[f"{first.key}:meta", f"{first.key}:stream"],
+                args=append_args(run, self.lifetime))
         except BackplaneUnavailable as exc:
             return [exc]
         except self.failures as exc:
@@ -114,7 +119,7 @@ class RedisStore:
                                      envelope.encode(first.origin, first.frame_text))
             else:
                 pipe.evalsha(sha, 2, f"{first.key}:meta", f"{first.key}:stream",
-                             *append_args(run))
+                             *append_args(run, self.lifetime))
         try:
             replies = await pipe.execute(raise_on_error=False)
         except self.failures as exc:
@@ -128,7 +133,7 @@ class RedisStore:
                    last: int | None = None) -> Page:
         mode, n = ("after", after) if after is not None else (
             ("last", last) if last is not None else ("none", 0))
-        args = [new_epoch(), max(1, int(retention.ttl)), mode, n]
+        args = [new_epoch(), max(1, int(retention.ttl)), mode, n, self.lifetime]
         try:
             top, epoch, oldest, raw = await self.script("read")(
                 keys=[f"{key}:meta", f"{key}:stream"], args=args)
