@@ -11,7 +11,7 @@ history stream and counter ``{ns}:{room:R}:meta|stream`` and its presence set
 can store and SPUBLISH in one atomic step on the shard that owns the room.
 
 Subscriptions: one pub/sub connection per primary that owns a wanted channel
-(:class:`_Shard`). When a shard's connection fails, or Redis moves a channel's
+(:class:`Shard`). When a shard's connection fails, or Redis moves a channel's
 slot away (it then sends an unsolicited SUNSUBSCRIBE), the backplane reloads the
 cluster's topology and subscribes every wanted channel again where it now lives,
 logged like the single-Redis reconnects. A failover therefore pauses only the
@@ -26,18 +26,15 @@ a timeout, which would add latency, so listening is done here, one task per shar
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.crc import key_slot
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from ..core import envelope
@@ -46,6 +43,7 @@ from ..exceptions import BackplaneUnavailable, ConfigError
 from .base import Broker, PresenceStore, RoomPost, Sent
 from .redis import CONFIRM_TIMEOUT, redact
 from .scripts import append_args, runs, sent_of
+from .shards import NodeScript, Shard, not_run
 from .store import RedisStore
 
 log = logging.getLogger("wskit.backplane")
@@ -77,110 +75,6 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return nodes, options
 
 
-def _not_run(error: Exception) -> bool:
-    """A reply saying the command did not run here (safe to retry elsewhere)."""
-    return isinstance(error, NoScriptError) or str(error).split(" ", 1)[0] in (
-        "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
-
-
-def _by_slot(channels: set[str]) -> list[list[str]]:
-    slots: dict[int, list[str]] = {}
-    for channel in sorted(channels):
-        slots.setdefault(key_slot(channel.encode()), []).append(channel)
-    return list(slots.values())
-
-
-class _Shard:
-    """One pub/sub connection to one primary, and the channels subscribed on it."""
-
-    def __init__(self, backplane: ClusterBackplane, node: ClusterNode) -> None:
-        self.backplane = backplane
-        self.name = node.name
-        self.client = aioredis.Redis(
-            host=node.host, port=int(node.port), decode_responses=True,
-            retry=Retry(NoBackoff(), 0), socket_connect_timeout=3.0,
-            **backplane._options)
-        self.pubsub = self.client.pubsub()
-        self.channels: set[str] = set()
-        #: channels we asked to leave: their SUNSUBSCRIBE is not a slot moving away
-        self.leaving: set[str] = set()
-        self.confirm: dict[str, asyncio.Future[None]] = {}
-        self.task: asyncio.Task[None] | None = None
-        self.closing = False
-
-    async def change(self, add: set[str], remove: set[str]) -> list[asyncio.Future[None]]:
-        loop = asyncio.get_running_loop()
-        waits = [self.confirm.setdefault(ch, loop.create_future()) for ch in add]
-        # recorded first: the listener may read the confirmations before we resume
-        self.channels = (self.channels | add) - remove
-        self.leaving |= remove
-        # one command per slot: SSUBSCRIBE refuses channels of several slots (CROSSSLOT)
-        for group in _by_slot(add):
-            await self.pubsub.ssubscribe(*group)
-        for group in _by_slot(remove):
-            await self.pubsub.sunsubscribe(*group)
-        if self.task is None:
-            self.task = loop.create_task(self._listen(), name=f"wskit-shard-{self.name}")
-        return waits
-
-    async def _listen(self) -> None:
-        try:
-            while True:
-                msg = await self.pubsub.get_message(timeout=None)
-                if msg is None:
-                    continue
-                kind, channel = msg["type"], msg["channel"]
-                if kind == "smessage":
-                    self.backplane._dispatch(channel, msg["data"])
-                elif kind == "ssubscribe":
-                    fut = self.confirm.pop(channel, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
-                elif kind == "sunsubscribe" and channel in self.leaving:
-                    self.leaving.discard(channel)
-                elif kind == "sunsubscribe" and channel in self.channels:
-                    # we did not ask: Redis moved the slot elsewhere (resharding, failover)
-                    self.backplane._trouble(f"{channel} moved away from {self.name}")
-                    return
-        except asyncio.CancelledError:
-            raise
-        except (RedisError, OSError) as exc:
-            if not self.closing:
-                self.backplane._trouble(f"lost {self.name}: {exc or type(exc).__name__}")
-
-    async def close(self) -> None:
-        self.closing = True
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await asyncio.wait({self.task})
-        for fut in self.confirm.values():
-            fut.cancel()
-        try:
-            await self.pubsub.aclose()
-            await self.client.aclose()
-        except (RedisError, OSError):
-            pass
-
-
-class _Script:
-    """EVALSHA, falling back to EVAL on the one node that lacks the script.
-
-    redis-py's registered scripts answer NOSCRIPT with SCRIPT LOAD on *every*
-    primary, which fails while one of them is down (and a promoted replica starts
-    with an empty script cache): the rooms of healthy shards must not depend on it.
-    """
-
-    def __init__(self, client: RedisCluster, source: str) -> None:
-        self.client, self.source = client, source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await self.client.eval(self.source, len(keys), *keys, *args)
-
-
 #: what a command the cluster could not run raises: an outage. While no node answers,
 #: redis-py raises RedisClusterException (no RedisError) from its slot rediscovery.
 _FAILURES = (RedisError, RedisClusterException, OSError)
@@ -202,7 +96,7 @@ class ClusterBackplane(Broker):
         self._nodes, self._options = parse_cluster_url(url)
         self._cluster: RedisCluster | None = None
         self._store: RedisStore | None = None
-        self._shards: dict[str, _Shard] = {}
+        self._shards: dict[str, Shard] = {}
         self._healthy = asyncio.Event()
         self._repair = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -249,7 +143,7 @@ class ClusterBackplane(Broker):
         # the same scripts and keys as one Redis, routed by slot
         self._store = RedisStore(cluster, f"the Redis Cluster at {self.url}",
                                  publish="SPUBLISH", failures=_FAILURES,
-                                 script=lambda source: _Script(cluster, source))
+                                 script=lambda source: NodeScript(cluster, source))
         self._healthy.set()
         self._supervisor = asyncio.get_running_loop().create_task(
             self._supervise(), name="wskit-cluster-supervisor")
@@ -319,7 +213,7 @@ class ClusterBackplane(Broker):
             return [error] * len(posts)
         results: list[Sent] = []
         for run, reply in zip(batch, replies):
-            if isinstance(reply, (NoScriptError, ResponseError)) and _not_run(reply):
+            if isinstance(reply, (NoScriptError, ResponseError)) and not_run(reply):
                 results += await store.send_run(run)
             else:
                 results += sent_of(run, reply, f"the Redis Cluster at {self.url}")
@@ -351,7 +245,7 @@ class ClusterBackplane(Broker):
         for name, (node, channels) in owners.items():
             shard = self._shards.get(name)
             if shard is None:
-                shard = self._shards[name] = _Shard(self, node)
+                shard = self._shards[name] = Shard(node, self._options, self._dispatch, self._trouble)
             try:
                 waits += await shard.change(channels - shard.channels,
                                             shard.channels - channels)
