@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from wskit import ChatServer
-from wskit.backplane import RedisBackplane, RoomPost
+from wskit.backplane import RedisBackplane
 from wskit.core.history import Retention
 from wskit.testing.memory import Peer
 

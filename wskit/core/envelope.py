@@ -86,6 +86,10 @@ _HEAD = re.compile(re.escape(_ORIGIN) + r'"([^"\\]*)"(?:' + re.escape(_OFFSET) +
                    + r'(?=\{"type":")')
 
 
+_LAST = "}" + _END  # a compact frame's "}", then the envelope's
+_new_peeked = tuple.__new__  # Peeked(...) through its generated __new__ costs more
+
+
 def peek(data: str) -> Peeked | None:
     """The fast path: an envelope as wskit writes it, split without parsing its frame.
 
@@ -94,11 +98,11 @@ def peek(data: str) -> Peeked | None:
     back from the bus); :func:`decode` everything else.
     """
     head = _HEAD.match(data)
-    if head is None or not data.endswith("}" + _END):
+    if head is None or not data.endswith(_LAST):
         return None
     origin, offset, epoch = head.groups()
-    return Peeked(origin, None if offset is None else int(offset), epoch,
-                  data[head.end():-len(_END)])
+    return _new_peeked(Peeked, (origin, None if offset is None else int(offset), epoch,
+                                data[head.end():-1]))
 
 
 def with_raw(text: str, fields: str) -> str:
