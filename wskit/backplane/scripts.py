@@ -88,8 +88,8 @@ if not epoch then
   if epoch then return {0, epoch, 1, {}} end  -- no history: nothing is written
   epoch = ARGV[1]  -- this server cannot name its lifetime: the old rule
   redis.call('HSET', meta, 'e', epoch)
-  redis.call('EXPIRE', meta, ARGV[2])
 end
+redis.call('EXPIRE', meta, ARGV[2])  -- a read keeps an existing history's position
 local top = tonumber(redis.call('HGET', meta, 's') or '0')
 local mode, n = ARGV[3], tonumber(ARGV[4])
 local entries = {}
