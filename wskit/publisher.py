@@ -33,7 +33,7 @@ from .server.api import (
     message_frame,
     published,
 )
-from .server.relay import Relay
+from .server.relay import Inbound, Relay
 from .server.settings import Settings
 
 __all__ = ["Publisher"]
@@ -109,5 +109,5 @@ class Publisher:
         return history_answer(room, page)
 
 
-def _ignore(kind: str, key: str, text: str, offset: int | None, sender: str | None) -> None:
+def _ignore(event: Inbound) -> None:
     """A publisher subscribes to nothing, so nothing is routed."""

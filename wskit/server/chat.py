@@ -19,7 +19,6 @@ one error frame.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from typing import Any
@@ -44,7 +43,7 @@ from .membership import Membership
 from .metrics import Counts, ServerMetrics
 from .presence import MemoryPresence, Presence
 from .recovery import RoomLog
-from .relay import Relay
+from .relay import Inbound, Relay
 from .settings import Settings
 
 log = logging.getLogger("wskit.server")
@@ -409,22 +408,20 @@ class ChatServer(ServerAPIMethods):
 
     # -- from other instances -----------------------------------------------
 
-    def _route(self, kind: str, key: str, text: str, offset: int | None,
-               sender: str | None) -> None:
-        if kind == "user":
-            if text.startswith(_REVOKE_HEAD):  # revoke(): another instance's
-                self.authority.close_user(key)
+    def _route(self, event: Inbound) -> None:
+        if event.kind == "user":
+            if event.text.startswith(_REVOKE_HEAD):  # revoke(): another instance's
+                self.authority.close_user(event.target)
                 return
-            targets = self.hub.user_targets(key)
+            targets = self.hub.user_targets(event.target)
         else:
             # our own post, back from the bus: not to its sender
-            targets = self.hub.room_targets(
-                key, None if sender is None else self._connections.get(sender))
-        if kind == "room" and offset is None and text.startswith('{"type":"presence"'):
-            user = json.loads(text).get("userId")  # presence events go to the others
-            targets = [t for t in targets if t.user != user]
+            sender = None if event.sender is None else self._connections.get(event.sender)
+            targets = self.hub.room_targets(event.target, sender)
+            if event.whose is not None:  # a presence event: to the others
+                targets = [t for t in targets if t.user != event.whose]
         if targets:
-            self.delivery.fan_out(key, targets, Outgoing(text), offset)
+            self.delivery.fan_out(event.target, targets, Outgoing(event.text), event.offset)
 
     # -- revocation ----------------------------------------------------------
 

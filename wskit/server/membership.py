@@ -11,7 +11,7 @@ subscription intents (:class:`~wskit.server.relay.Relay`) and presence intents
 from __future__ import annotations
 
 from ..core import protocol
-from ..core.history import with_offset
+from ..core.envelope import with_offset, with_raw
 from ..core.hub import Hub
 from ..exceptions import BackplaneUnavailable
 from .connection import Connection
@@ -97,7 +97,7 @@ class Membership:
         messages = ",".join(with_offset(e.text, e.offset, page.epoch) for e in page.entries)
         head = protocol.reply("history", req.ref, roomId=req.room, offset=page.top,
                               epoch=page.epoch)
-        conn.deliver(f'{head[:-1]},"messages":[{messages}]}}')
+        conn.deliver(with_raw(head, f'"messages":[{messages}]'))
 
     def leave(self, conn: Connection, req: protocol.Leave) -> None:
         if not self.hub.is_member(conn, req.room):
