@@ -197,9 +197,15 @@ class ChatServer(ServerAPIMethods):
         cannot forge it; non-browser clients usually send none and are let
         through (they could forge any header anyway; the token is what
         authenticates them). With no ``Settings.origins``, only the server's own
-        pages (``Origin`` host equal to the ``Host`` header) pass.
+        pages (``Origin`` host equal to the ``Host`` header) pass, and only on a
+        ``Host`` this server answers (:meth:`host_allowed`): after DNS rebinding, a
+        hostile page is same-origin with itself (``Origin`` and ``Host`` both
+        ``evil.example``), so the Host check is what refuses it.
         """
-        return origin_allowed(origin, host, self.settings.origins)
+        allowed = self.settings.origins
+        if not origin_allowed(origin, host, allowed):
+            return False
+        return origin is None or allowed is not None or self.host_allowed(host)
 
     def host_allowed(self, host: str | None) -> bool:
         """DNS-rebinding guard for ``/healthz`` and ``/token`` (see security.origins)."""
