@@ -41,6 +41,7 @@ from .exceptions import (
     ServerStartError,
     WskitError,
 )
+from .publisher import Publisher
 from .runner.serve import (
     RunningServer,
     ThreadedServer,
@@ -71,7 +72,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AuthError", "BackplaneError", "BackplaneUnavailable", "ChatServer", "Client",
     "ClientError", "ClientStateError", "CloseCode", "ConfigError", "ConnectionClosed",
-    "ConnectionClosedError", "ConnectionClosedOK", "Hub", "ProtocolError",
+    "ConnectionClosedError", "ConnectionClosedOK", "Hub", "ProtocolError", "Publisher",
     "RunningServer", "ServerError", "run", "ServerStartError", "Settings", "SyncClient",
     "ThreadedServer", "WskitError", "connect", "enable_nested_asyncio", "issue_token",
     "running", "serve", "serve_app", "serve_in_thread", "stop_all", "verify_token", "__version__",

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -87,6 +88,10 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                         "(default 10)")
     p.add_argument("--dev-tokens", action="store_true",
                    help="enable GET /token?user=NAME (development only: anyone gets a token)")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="turn the HTTP API (/api/...) on, for 'Authorization: Bearer KEY' "
+                        "(default: $WSKIT_API_KEY; unset: the API is off)")
+    p.add_argument("--no-metrics", action="store_true", help="do not serve GET /metrics")
     p.add_argument("--loop", choices=LOOPS, default="asyncio",
                    help="event loop (uvloop: pip install 'wskit[fast]'; default asyncio)")
     p.add_argument("--authorize", choices=POLICIES, default=None,
@@ -124,7 +129,9 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         authorize=args.authorize, token_grace=args.token_grace,
         max_rooms_per_connection=args.max_rooms_per_connection,
         max_connections_per_user=args.max_connections_per_user,
-        max_connections_per_ip=args.max_connections_per_ip, **extra,
+        max_connections_per_ip=args.max_connections_per_ip,
+        api_key=args.api_key or os.environ.get("WSKIT_API_KEY") or None,
+        metrics=not args.no_metrics, **extra,
     )
 
 
@@ -132,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m wskit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"wskit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: one JSON object per log line (for log collectors)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run one wskit server")
@@ -175,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .course.html import add_arguments as add_course_arguments
     add_course_arguments(p)
 
+    p = sub.add_parser("asyncapi", help="write the AsyncAPI 3.0 document of the WebSocket "
+                                        "protocol (JSON)")
+    p.add_argument("--out", default="-", help="a file, or - for standard output (default)")
+    p.add_argument("--url", default="ws://localhost:8765/ws",
+                   help="the server the document names (default ws://localhost:8765/ws)")
+
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     p.add_argument("suite", nargs="?", choices=("fanout", "heartbeat", "held", "cluster", "curves"),
                    default="fanout")
@@ -211,6 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_format == "json":
+        from .server.jsonlog import JsonFormatter
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     try:
         if args.command == "token":
             print(issue_token(args.user, args.secret, args.ttl, **_grant_claims(args)), flush=True)
@@ -233,6 +253,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             source = Path(args.source)
             for path in write_student_copies(source, Path(args.out or source / "student")):
                 print(path, flush=True)
+            return 0
+        if args.command == "asyncapi":
+            from .server.asyncapi import dumps
+
+            text = dumps(args.url)
+            if args.out == "-":
+                sys.stdout.write(text)
+            else:
+                with open(args.out, "w", encoding="utf-8") as out:
+                    out.write(text)
+                print(args.out, flush=True)
             return 0
         if args.command == "bench":
             from .bench import main as bench_main

@@ -28,6 +28,9 @@ from wskit.security.redact import redact
     ("alice\nbob", "U+000A"),
     ("alice\x00", "U+0000"),
     ("\u202eecila", "U+202E"),  # RIGHT-TO-LEFT OVERRIDE: displays as "alice"
+    # letters and marks that render as nothing (Default_Ignorable_Code_Point): "alice"
+    ("alice\u034f", "U+034F"), ("alice\ufe0f", "U+FE0F"), ("alice\u1160", "U+1160"),
+    ("alice\u2800", "U+2800"),
     ("ali\u200bce", "U+200B"),  # ZERO WIDTH SPACE: an invisible twin
     ("\uff41\uff4c\uff49\uff43\uff45", "NFKC"),  # fullwidth ａｌｉｃｅ
     (" alice", "white space"),
@@ -133,6 +136,24 @@ async def test_a_foreign_origin_gets_403_by_default(start, clients, framework) -
     assert script.welcome["userId"] == "script"
 
 
+async def test_a_rebound_page_cannot_open_a_socket(start, clients, framework) -> None:
+    """DNS rebinding: evil.example re-pointed at 127.0.0.1 is same-origin with itself
+    (Origin and Host both name it), so the Host check is what refuses its socket."""
+    srv = await start(framework, allowed_hosts=("chat.example.com",))
+    for name in ("evil.example", "chat.example.com"):
+        headers = {"Host": f"{name}:{srv.port}", "Origin": f"http://{name}:{srv.port}"}
+        client = wskit.Client(srv, user="victim", headers=headers)
+        if name == "evil.example":
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await client.connect()
+            await client.close()
+            assert info.value.status == 403
+        else:  # a name the server was told it serves under (behind a proxy)
+            opened = await clients(srv, user="victim", headers=headers)
+            assert opened.welcome["userId"] == "victim"
+    assert [c.user for c in srv.server.connections] == ["victim"]
+
+
 # -- Host (DNS rebinding) and the page's headers -------------------------------------
 
 
@@ -225,6 +246,11 @@ def test_redact() -> None:
     assert redact("GET /ws?room=a&token=eyJ.a.b&x=1 HTTP/1.1") == \
         "GET /ws?room=a&token=[redacted]&x=1 HTTP/1.1"
     assert redact("/ws?token%3DeyJ.a.b") == "/ws?token%3D[redacted]"
+    # the frameworks decode a query's names: these are a token to them, or logged as one
+    assert redact("GET /ws?TOKEN=eyJ.a.b HTTP/1.1") == "GET /ws?TOKEN=[redacted] HTTP/1.1"
+    assert redact("GET /ws?%74oken=eyJ.a.b&x=1") == "GET /ws?%74oken=[redacted]&x=1"
+    assert redact("GET /ws?to%6Ben%3DeyJ.a.b") == "GET /ws?to%6Ben%3D[redacted]"
+    assert redact("100% of the tokens, none=here") == "100% of the tokens, none=here"
 
 
 async def test_no_token_in_framework_logs(framework, caplog) -> None:

@@ -230,6 +230,6 @@ async def test_a_cluster_gone_entirely_is_a_backplane_outage_on_every_path(
         with pytest.raises(BackplaneUnavailable, match="history read"):
             await asyncio.wait_for(bp.read(key, keep, after=0), 30)
         with pytest.raises(BackplaneUnavailable, match="presence join"):
-            await asyncio.wait_for(bp.presence_join(key, "ann", "inst", 30), 30)
+            await asyncio.wait_for(bp.presence.presence_join(key, "ann", "inst", 30), 30)
         with pytest.raises(BackplaneUnavailable):
             await asyncio.wait_for(bp.publish(f"{key}:x", "hello"), 30)

@@ -184,3 +184,11 @@ def test_idle_history_expires_into_a_new_epoch() -> None:
     assert later.epoch != epoch and later.top == 0
     assert not is_recovered(later, 1, epoch)
     assert streams.append("r", '{"a":2}', keep, now=200)[0] == 1
+
+
+def test_reading_a_room_without_history_stores_nothing_and_agrees_with_its_first_post() -> None:
+    streams, keep = MemoryStreams(), Retention(size=10, ttl=60)
+    pages = [streams.read("r", keep, now=t) for t in (0, 10, 59)]
+    assert {(p.epoch, p.top, p.oldest) for p in pages} == {(pages[0].epoch, 0, 1)}
+    assert streams._rooms == {}  # a thousand joins of empty rooms hold nothing
+    assert streams.append("r", '{"a":1}', keep, now=30) == (1, pages[0].epoch)

@@ -150,3 +150,11 @@ def test_1006_is_never_sent_by_the_server() -> None:
         for node in ast.walk(tree):
             assert not (isinstance(node, ast.Attribute) and node.attr == "ABNORMAL_CLOSURE"), path
             assert not (isinstance(node, ast.Constant) and node.value == 1006), path
+
+
+@pytest.mark.parametrize("room", ["lobby\u1160", "lobby\u115f", "lob\u034fby", "\u3164lobby"])
+def test_room_ids_that_render_as_another_are_refused(room: str) -> None:
+    # letters and marks that show nothing (wskit.core.text): "lobby" twice, otherwise
+    with pytest.raises(ProtocolError) as err:
+        protocol.parse(json.dumps({"type": "join", "roomId": room}))
+    assert err.value.code == "invalid_value"

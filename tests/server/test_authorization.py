@@ -431,6 +431,13 @@ async def test_serve_is_open_on_loopback_and_claims_elsewhere(start):
     assert isinstance(by_setting.server.authority.policy, ClaimsPolicy)
 
 
+async def test_a_ready_server_off_loopback_must_name_its_policy() -> None:
+    ready = wskit.ChatServer(backplane="none", secret="s" * 32)  # no policy named
+    with pytest.raises(wskit.ConfigError, match="authorize=.claims."):
+        await wskit.serve("aiohttp", host="0.0.0.0", port=0, server=ready, name="ready-open")
+    assert not ready.started  # refused before anything was bound or started
+
+
 def test_settings_validate_the_new_fields() -> None:
     for bad in ({"authorize": "closed"}, {"token_grace": -1}, {"max_rooms_per_connection": 0},
                 {"max_connections_per_user": 0}, {"max_connections_per_ip": -2}):
@@ -512,6 +519,10 @@ async def test_connection_bounds_over_sockets(start, clients, framework):
     await clients(srv, user="alice")
     with pytest.raises(wskit.ConnectionClosed) as info:
         await clients(srv, user="bob")
+    assert info.value.code == CloseCode.TOO_MANY_CONNECTIONS
+    # the peer's address counts, on both frameworks: a header does not pick another
+    with pytest.raises(wskit.ConnectionClosed) as info:
+        await clients(srv, user="carol", headers={"X-Forwarded-For": "203.0.113.9"})
     assert info.value.code == CloseCode.TOO_MANY_CONNECTIONS
 
 

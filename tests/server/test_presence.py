@@ -70,16 +70,16 @@ async def store(request: pytest.FixtureRequest) -> Any:
 
     class Store:  # the relay's shape: keys in, like a room
         async def presence_join(self, room: str, *a: Any) -> bool:
-            return await bp.presence_join(key, *a)
+            return await bp.presence.presence_join(key, *a)
 
         async def presence_leave(self, room: str, *a: Any) -> bool:
-            return await bp.presence_leave(key, *a)
+            return await bp.presence.presence_leave(key, *a)
 
         async def presence_refresh(self, room: str, *a: Any) -> list[str]:
-            return await bp.presence_refresh(key, *a)
+            return await bp.presence.presence_refresh(key, *a)
 
         async def presence_list(self, room: str) -> list[str]:
-            return await bp.presence_list(key)
+            return await bp.presence.presence_list(key)
 
     try:
         yield Store(), "room", advance_real
@@ -221,7 +221,7 @@ async def test_close_racing_a_join_of_the_same_user_keeps_her_present(make_serve
     await join(tab2)  # ...and her other tab joins before the store was updated
     await server.settled()
     assert await who(watcher) == ["alice", "bob"]
-    assert sorted(await bp.presence_list(server.relay.history_key("r"))) == ["alice", "bob"]
+    assert sorted(await bp.presence.presence_list(server.relay.history_key("r"))) == ["alice", "bob"]
 
 
 async def test_stop_removes_this_instances_entries_at_once(make_server) -> None:

@@ -9,6 +9,9 @@ same routes:
 ``GET /``          the browser chat page (``Settings.page``)
 ``GET /token``     ``?user=NAME`` issues a token; only with ``Settings.dev_tokens``
 ``GET /healthz``   ``{"instance": ..., "connections": N, "backplane": ..., "loop": ...}``
+``GET /readyz``    200, or 503 while draining or the backplane is down
+``GET /metrics``   Prometheus text format (``Settings.metrics``)
+``/api/...``       the HTTP API (``Settings.api_key``): :mod:`wskit.adapters.api`
 =================  ==========================================================
 
 Before the upgrade a browser's ``Origin`` is checked (a foreign one gets HTTP

@@ -10,6 +10,7 @@ from ..core.protocol import close_reason
 from ..security.redact import install_token_filter
 from ..server.chat import ChatServer
 from . import BAD_HOST, WS_PATH, chat_page, dev_token, health, page_headers
+from . import api as http_api
 
 __all__ = ["create_app", "AiohttpTransport", "SERVER_KEY"]
 
@@ -103,6 +104,38 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response(health(server))
 
 
+def _answer(answer: http_api.Answer) -> web.Response:
+    # content_type and charset apart: aiohttp refuses a charset inside content_type
+    ctype, _, params = answer.content_type.partition(";")
+    charset = params.partition("charset=")[2].strip() or None
+    return web.Response(body=answer.body, status=answer.status, content_type=ctype.strip(),
+                        charset=charset, headers=dict(answer.headers))
+
+
+async def _ready(request: web.Request) -> web.Response:
+    return _answer(http_api.readiness(request.app[SERVER_KEY]))
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return _answer(http_api.metrics(request.app[SERVER_KEY]))
+
+
+async def _api(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    # read at most one byte past the limit: an oversized body is refused, not buffered
+    # (read(n) returns what has arrived, up to n: loop until the end or the limit)
+    limit = server.settings.max_message_size + 8192
+    body = b""
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return _answer(await http_api.handle_api(
+        server, request.method, request.path, request.headers.get("Authorization"),
+        request.query, body))
+
+
 def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
     """An aiohttp application serving ``server`` at ``/ws``.
 
@@ -115,6 +148,9 @@ def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
     app[SERVER_KEY] = server
     app.router.add_get(WS_PATH, _ws_handler)
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/readyz", _ready)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_route("*", http_api.API_PREFIX + "{route:.*}", _api)
     app.router.add_get("/token", _token)
     if server.settings.page:
         app.router.add_get("/", _page)

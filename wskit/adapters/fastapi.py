@@ -19,7 +19,8 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable
 
 from fastapi import FastAPI, Query, Request, WebSocket
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketState
 
@@ -27,6 +28,7 @@ from ..core.protocol import close_reason
 from ..security.redact import install_token_filter
 from ..server.chat import ChatServer
 from . import BAD_HOST, WS_PATH, chat_page, dev_token, health, page_headers
+from . import api as http_api
 
 __all__ = ["create_app", "DirectSend", "StarletteTransport"]
 
@@ -124,6 +126,34 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
             return JSONResponse(body, status_code=status)
         return JSONResponse(health(server))
 
+    @app.get("/readyz")
+    async def _ready() -> Response:
+        return _answer(http_api.readiness(server))
+
+    @app.get("/metrics")
+    async def _metrics() -> Response:
+        return _answer(http_api.metrics(server))
+
+    @app.get(http_api.API_PREFIX + "docs", include_in_schema=False)
+    async def _api_docs() -> Response:
+        if server.settings.api_key is None:
+            return _answer(http_api.error(404, "not_found", "the HTTP API is off"))
+        return get_swagger_ui_html(openapi_url=http_api.API_PREFIX + "openapi.json",
+                                   title="wskit HTTP API")
+
+    @app.api_route(http_api.API_PREFIX + "{route:path}",
+                   methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def _api(request: Request, route: str) -> Response:
+        limit = server.settings.max_message_size + 8192
+        body = b""
+        async for chunk in request.stream():  # at most one byte past the limit
+            body += chunk
+            if len(body) > limit:
+                break
+        return _answer(await http_api.handle_api(
+            server, request.method, request.url.path, request.headers.get("authorization"),
+            request.query_params, body))
+
     @app.get("/token")
     async def _token(request: Request, user: str | None = None) -> JSONResponse:
         status, body = (dev_token(server, user)
@@ -136,3 +166,8 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
             return HTMLResponse(chat_page(), headers=page_headers())
 
     return app
+
+
+def _answer(answer: http_api.Answer) -> Response:
+    return Response(answer.body, status_code=answer.status, media_type=answer.content_type,
+                    headers=dict(answer.headers))

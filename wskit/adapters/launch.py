@@ -166,6 +166,10 @@ async def start_uvicorn(app: Any, sock: socket.socket, close_timeout: float,
         log_config=None,  # never reconfigure the host's (notebook's) logging
         log_level="warning",
         access_log=False,
+        # the peer's address is the client's, as on aiohttp: uvicorn would otherwise take
+        # X-Forwarded-For from any loopback peer, so one local process could pick its
+        # own "IP" for max_connections_per_ip (behind a proxy, both count the proxy)
+        proxy_headers=False,
         timeout_graceful_shutdown=max(1, math.ceil(close_timeout)),  # uvicorn takes whole seconds
         **options,
     )

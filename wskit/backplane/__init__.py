@@ -14,6 +14,12 @@ URL                    backend
 =====================  ==================================================
 
 With no URL given, ``WSKIT_REDIS_URL`` decides, and without it ``fakeredis://``.
+
+Each is a :class:`Broker` (``Backplane``: pub/sub, atomic append, history read,
+health) that offers a :class:`PresenceStore` as its ``presence``. On Redis both
+are a :class:`RedisStore` (the scripts: :mod:`.scripts`) composed with a
+listener: one supervised pub/sub connection (:mod:`.redis`) or one per shard
+(:mod:`.cluster`).
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigError
-from .base import Backplane, RoomPost, Sent, decode_envelope, encode_envelope
-from .memory import MemoryBackplane
+from .base import Backplane, Broker, PresenceStore, RoomPost, Sent, decode_envelope, encode_envelope
+from .memory import MemoryBackplane, MemoryPresence
 from .redis import RedisBackplane, redact, shared_fake_server
+from .store import RedisStore
 
-__all__ = ["Backplane", "RoomPost", "Sent", "MemoryBackplane", "RedisBackplane", "from_url", "default_url",
+__all__ = ["Backplane", "Broker", "PresenceStore", "RoomPost", "Sent", "MemoryBackplane",
+           "MemoryPresence", "RedisBackplane", "RedisStore", "from_url", "default_url",
            "encode_envelope", "decode_envelope", "shared_fake_server"]
 
 ENV_VAR = "WSKIT_REDIS_URL"

@@ -1,51 +1,58 @@
-"""The backplane interface and the envelope every backend carries.
+"""The backplane interface: a small :class:`Broker`, and a :class:`PresenceStore` apart.
 
-A backplane joins several wskit instances into one chat system. Its interface is
-deliberately tiny (after encode/broadcaster): ``start``, ``stop``, ``publish``,
-``subscribe``, ``unsubscribe``, and one ``on_message`` callback.
+A backplane joins several wskit instances into one chat system. After
+centrifuge, which keeps its ``Broker`` (publish/subscribe with history) apart from
+its ``PresenceManager``, it is two interfaces:
 
-Subscriptions are *intents*: :meth:`Backplane.want` and :meth:`Backplane.unwant`
-change the set of wanted channels synchronously, in the order the hub changed, and
-:meth:`Backplane.sync` makes the backend match whatever is wanted *when it runs*,
-under one lock. An intent is never deferred to a task of its own (that was a race:
-a close's queued "unsubscribe" ran after a later join had re-wanted the room and
-undid it). ``subscribe`` is ``want`` plus ``sync`` and returns once the backend
-confirmed it, so a client that got ``joined`` receives every later post.
+* :class:`Broker`: ``start``/``stop``; ``publish``; subscriptions (``subscribe``,
+  ``unsubscribe``, and the intent set behind them); ``append`` (the next offset,
+  stored and published in one atomic step) and ``read`` of a room's history;
+  ``healthy``. ``send`` (a batch of appends in one round trip) and ``lane``
+  (which posts are batched together) have defaults.
+* :class:`PresenceStore`: four calls, who is in a room on any instance. Each
+  broker offers one as :attr:`Broker.presence` (Redis keeps presence beside the
+  history it shares a hash slot with), but nothing else of the broker uses it.
 
-Envelope (one JSON object a message, documented in docs/protocol.md)::
+``Backplane`` is the broker's other name, the one the rest of wskit uses.
 
-    {"origin": "<instance id>", "frame": {...the server frame...}}
-    {"origin": "<instance id>", "offset": 17, "epoch": "9f2c01ab", "frame": {...}}
+Subscriptions are *intents* (:attr:`Broker.subscriptions`, a
+:class:`~wskit.backplane.reconcile.Reconciler`): ``want`` and ``unwant`` change the
+set of wanted channels synchronously, in the order the hub changed, and
+``settle`` has one worker make the backend match whatever is wanted *when it
+runs*; it returns once the backend confirmed, so a client that got ``joined``
+receives every later post. A backend only implements ``_apply(add, remove)``.
 
+Every message is an envelope (:mod:`wskit.core.envelope`, docs/protocol.md).
 ``origin`` lets each instance drop its own publications: it has delivered them
 locally already, so nothing is delivered twice. A room post with history on
 carries its ``offset``; such envelopes are delivered by *every* subscribed
 instance, the publisher's included, in the order the backend published them,
-which is offset order (see :meth:`Backplane.append`).
+which is offset order (see :meth:`Broker.append`).
 
-History (:meth:`Backplane.append`, :meth:`Backplane.read`) lives in the
-backplane because it must be shared by every instance, and because assigning an
-offset, storing and publishing must be one atomic step on the shared store.
+History (:meth:`Broker.append`, :meth:`Broker.read`) lives in the broker because
+it must be shared by every instance, and because assigning an offset, storing
+and publishing must be one atomic step on the shared store.
 """
 
 from __future__ import annotations
 
 import abc
-import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple, Protocol
 
+from ..core.envelope import decode as decode_envelope
+from ..core.envelope import encode as encode_envelope
 from ..core.history import Page, Retention
 from ..exceptions import BackplaneUnavailable
+from .reconcile import Reconciler
 
 log = logging.getLogger("wskit.backplane")
 
 MessageHandler = Callable[[str, str], None]
 
-__all__ = ["Backplane", "MessageHandler", "RoomPost", "Sent", "encode_envelope",
-           "decode_envelope"]
+__all__ = ["Broker", "Backplane", "PresenceStore", "MessageHandler", "RoomPost", "Sent",
+           "encode_envelope", "decode_envelope"]
 
 
 class RoomPost(NamedTuple):
@@ -65,42 +72,29 @@ class RoomPost(NamedTuple):
 Sent = tuple[int, str] | None | BackplaneUnavailable
 
 
-def encode_envelope(origin: str, frame_text: str, offset: int | None = None,
-                    epoch: str | None = None) -> str:
-    """Wrap an already-encoded frame; string concatenation avoids encoding it twice."""
-    head = '{"origin":' + json.dumps(origin)
-    if offset is not None:
-        head += f',"offset":{offset},"epoch":' + json.dumps(epoch)
-    return head + ',"frame":' + frame_text + "}"
+class PresenceStore(Protocol):
+    """Who is in a room on any instance: one entry per (user, instance) with an
+    expiry (see :mod:`wskit.server.presence`). ``key`` names the room (the broker's
+    is its history key; the server's Presence passes room names)."""
+
+    async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:
+        """Add (user, instance), expiring after ``ttl`` s; True if the user had no
+        live entry before (its first connection anywhere)."""
+
+    async def presence_leave(self, key: str, user: str, instance: str) -> bool:
+        """Remove (user, instance); True if the user has no live entry left."""
+
+    async def presence_refresh(self, key: str, users: Sequence[str], instance: str,
+                               ttl: float) -> list[str]:
+        """Extend this instance's entries, drop expired ones; the users now gone."""
+
+    async def presence_list(self, key: str) -> list[str]:
+        """Users with a live entry, sorted."""
 
 
-def decode_envelope(data: str | bytes) -> tuple[str, dict[str, Any]]:
-    """``(origin, frame)`` from an envelope, or ValueError naming what is wrong.
-
-    An envelope's ``offset`` is put into the frame, which is how clients see it.
-    """
-    obj = json.loads(data)
-    if not isinstance(obj, dict):
-        raise ValueError("envelope must be a JSON object")
-    origin, frame = obj.get("origin"), obj.get("frame")
-    if not isinstance(origin, str):
-        raise ValueError("envelope needs a string 'origin'")
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise ValueError("envelope needs a 'frame' object with a string 'type'")
-    offset = obj.get("offset")
-    if offset is not None:
-        if type(offset) is not int:
-            raise ValueError("envelope 'offset' must be an integer")
-        frame["offset"] = offset
-        epoch = obj.get("epoch")
-        if not isinstance(epoch, str):
-            raise ValueError("envelope with an 'offset' needs a string 'epoch'")
-        frame["epoch"] = epoch
-    return origin, frame
-
-
-class Backplane(abc.ABC):
-    """A publish/subscribe bus shared by wskit instances."""
+class Broker(abc.ABC):
+    """Publish/subscribe with an atomic append and a history read, shared by
+    wskit instances."""
 
     #: the URL this backplane was made from, with any password hidden
     url: str = ""
@@ -110,13 +104,15 @@ class Backplane(abc.ABC):
 
     def __init__(self) -> None:
         self.on_message: MessageHandler | None = None
-        self._wanted: set[str] = set()
-        self._sync_lock = asyncio.Lock()
+        #: the channels wanted (the relay records intents here, in hub order) and
+        #: those the backend confirmed; one worker applies the difference
+        self.subscriptions: Reconciler[str] = Reconciler(
+            self._changes, name=f"wskit-subscriptions-{id(self):x}", eager=False)
 
     @property
     def channels(self) -> set[str]:
         """The channels this instance wants to hear (a copy)."""
-        return set(self._wanted)
+        return set(self.subscriptions.wanted)
 
     @property
     def healthy(self) -> bool:
@@ -181,55 +177,31 @@ class Backplane(abc.ABC):
                 results.append(exc)
         return results
 
-    # -- presence (see wskit.server.presence): ``key`` is a room's history key ---------
-
+    @property
     @abc.abstractmethod
-    async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:
-        """Add (user, instance) to the room's presence, expiring after ``ttl`` s; True if
-        the user had no live entry before (its first connection anywhere)."""
-
-    @abc.abstractmethod
-    async def presence_leave(self, key: str, user: str, instance: str) -> bool:
-        """Remove (user, instance); True if the user has no live entry left."""
-
-    @abc.abstractmethod
-    async def presence_refresh(self, key: str, users: Sequence[str], instance: str,
-                               ttl: float) -> list[str]:
-        """Extend this instance's entries, drop expired ones; the users now gone."""
-
-    @abc.abstractmethod
-    async def presence_list(self, key: str) -> list[str]:
-        """Users with a live entry, sorted."""
-
-    def want(self, channel: str) -> None:
-        """Record that ``channel`` is wanted; :meth:`sync` applies it."""
-        self._wanted.add(channel)
-
-    def unwant(self, channel: str) -> None:
-        """Record that ``channel`` is no longer wanted; :meth:`sync` applies it."""
-        self._wanted.discard(channel)
-
-    async def sync(self) -> None:
-        """Make the backend's subscriptions equal the wanted set as it is now.
-
-        Never raises for an unreachable backend: the wish is kept, and the
-        reconnecting listener subscribes to every wanted channel.
-        """
-        async with self._sync_lock:
-            await self._apply(set(self._wanted))
+    def presence(self) -> PresenceStore:
+        """This backend's presence store (keys: rooms' history keys)."""
 
     async def subscribe(self, channel: str) -> None:
-        """``want`` then ``sync``: returns once the backend confirmed (or is down)."""
-        self.want(channel)
-        await self.sync()
+        """Want ``channel`` and :meth:`~Reconciler.settle`: returns once the backend
+        confirmed (or is down: the reconnecting listener subscribes it then)."""
+        self.subscriptions.want(channel)
+        await self.subscriptions.settle()
 
     async def unsubscribe(self, channel: str) -> None:
-        self.unwant(channel)
-        await self.sync()
+        self.subscriptions.unwant(channel)
+        await self.subscriptions.settle()
+
+    async def _changes(self, changes: list[tuple[str, bool]]) -> int:
+        """The subscriptions' ``apply`` (see :class:`Reconciler`): all or nothing."""
+        add = {ch for ch, on in changes if on}
+        ok = await self._apply(add, {ch for ch, on in changes if not on})
+        return len(changes) if ok else 0
 
     @abc.abstractmethod
-    async def _apply(self, wanted: set[str]) -> None:
-        """Make the backend's subscriptions equal ``wanted``."""
+    async def _apply(self, add: set[str], remove: set[str]) -> bool:
+        """Subscribe ``add`` and unsubscribe ``remove``, confirmed; False when the
+        backend cannot now (the channels stay pending)."""
 
     def _dispatch(self, channel: str, data: str) -> None:
         handler = self.on_message
@@ -240,10 +212,13 @@ class Backplane(abc.ABC):
         except Exception:  # a bad message must not kill the listener
             log.exception("backplane message handler failed on channel %s", channel)
 
-    async def __aenter__(self) -> Backplane:
+    async def __aenter__(self) -> Broker:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+
+#: the name the rest of wskit uses for a broker
+Backplane = Broker

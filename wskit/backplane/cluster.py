@@ -11,7 +11,7 @@ history stream and counter ``{ns}:{room:R}:meta|stream`` and its presence set
 can store and SPUBLISH in one atomic step on the shard that owns the room.
 
 Subscriptions: one pub/sub connection per primary that owns a wanted channel
-(:class:`_Shard`). When a shard's connection fails, or Redis moves a channel's
+(:class:`Shard`). When a shard's connection fails, or Redis moves a channel's
 slot away (it then sends an unsolicited SUNSUBSCRIBE), the backplane reloads the
 cluster's topology and subscribes every wanted channel again where it now lives,
 logged like the single-Redis reconnects. A failover therefore pauses only the
@@ -26,23 +26,25 @@ a timeout, which would add latency, so listening is done here, one task per shar
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.crc import key_slot
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
+from ..core import envelope
+from ..core.history import Page, Retention
 from ..exceptions import BackplaneUnavailable, ConfigError
-from .base import RoomPost, Sent, encode_envelope
-from .redis import CONFIRM_TIMEOUT, RedisBackplane, append_args, redact, runs, sent_of
+from .base import Broker, PresenceStore, RoomPost, Sent
+from .redis import CONFIRM_TIMEOUT, redact
+from .scripts import append_args, runs, sent_of
+from .shards import NodeScript, Shard, not_run
+from .store import RedisStore
 
 log = logging.getLogger("wskit.backplane")
 
@@ -73,129 +75,32 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return nodes, options
 
 
-def _not_run(error: Exception) -> bool:
-    """A reply saying the command did not run here (safe to retry elsewhere)."""
-    return isinstance(error, NoScriptError) or str(error).split(" ", 1)[0] in (
-        "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+#: what a command the cluster could not run raises: an outage. While no node answers,
+#: redis-py raises RedisClusterException (no RedisError) from its slot rediscovery.
+_FAILURES = (RedisError, RedisClusterException, OSError)
 
 
-def _by_slot(channels: set[str]) -> list[list[str]]:
-    slots: dict[int, list[str]] = {}
-    for channel in sorted(channels):
-        slots.setdefault(key_slot(channel.encode()), []).append(channel)
-    return list(slots.values())
-
-
-class _Shard:
-    """One pub/sub connection to one primary, and the channels subscribed on it."""
-
-    def __init__(self, backplane: ClusterBackplane, node: ClusterNode) -> None:
-        self.backplane = backplane
-        self.name = node.name
-        self.client = aioredis.Redis(
-            host=node.host, port=int(node.port), decode_responses=True,
-            retry=Retry(NoBackoff(), 0), socket_connect_timeout=3.0,
-            **backplane._options)
-        self.pubsub = self.client.pubsub()
-        self.channels: set[str] = set()
-        #: channels we asked to leave: their SUNSUBSCRIBE is not a slot moving away
-        self.leaving: set[str] = set()
-        self.confirm: dict[str, asyncio.Future[None]] = {}
-        self.task: asyncio.Task[None] | None = None
-        self.closing = False
-
-    async def change(self, add: set[str], remove: set[str]) -> list[asyncio.Future[None]]:
-        loop = asyncio.get_running_loop()
-        waits = [self.confirm.setdefault(ch, loop.create_future()) for ch in add]
-        # recorded first: the listener may read the confirmations before we resume
-        self.channels = (self.channels | add) - remove
-        self.leaving |= remove
-        # one command per slot: SSUBSCRIBE refuses channels of several slots (CROSSSLOT)
-        for group in _by_slot(add):
-            await self.pubsub.ssubscribe(*group)
-        for group in _by_slot(remove):
-            await self.pubsub.sunsubscribe(*group)
-        if self.task is None:
-            self.task = loop.create_task(self._listen(), name=f"wskit-shard-{self.name}")
-        return waits
-
-    async def _listen(self) -> None:
-        try:
-            while True:
-                msg = await self.pubsub.get_message(timeout=None)
-                if msg is None:
-                    continue
-                kind, channel = msg["type"], msg["channel"]
-                if kind == "smessage":
-                    self.backplane._dispatch(channel, msg["data"])
-                elif kind == "ssubscribe":
-                    fut = self.confirm.pop(channel, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
-                elif kind == "sunsubscribe" and channel in self.leaving:
-                    self.leaving.discard(channel)
-                elif kind == "sunsubscribe" and channel in self.channels:
-                    # we did not ask: Redis moved the slot elsewhere (resharding, failover)
-                    self.backplane._trouble(f"{channel} moved away from {self.name}")
-                    return
-        except asyncio.CancelledError:
-            raise
-        except (RedisError, OSError) as exc:
-            if not self.closing:
-                self.backplane._trouble(f"lost {self.name}: {exc or type(exc).__name__}")
-
-    async def close(self) -> None:
-        self.closing = True
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await asyncio.wait({self.task})
-        for fut in self.confirm.values():
-            fut.cancel()
-        try:
-            await self.pubsub.aclose()
-            await self.client.aclose()
-        except (RedisError, OSError):
-            pass
-
-
-class _Script:
-    """EVALSHA, falling back to EVAL on the one node that lacks the script.
-
-    redis-py's registered scripts answer NOSCRIPT with SCRIPT LOAD on *every*
-    primary, which fails while one of them is down (and a promoted replica starts
-    with an empty script cache): the rooms of healthy shards must not depend on it.
-    """
-
-    def __init__(self, client: RedisCluster, source: str) -> None:
-        self.client, self.source = client, source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await self.client.eval(self.source, len(keys), *keys, *args)
-
-
-class ClusterBackplane(RedisBackplane):
-    """A Redis Cluster: commands and scripts routed by slot, sharded pub/sub."""
+class ClusterBackplane(Broker):
+    """A Redis Cluster: the :class:`RedisStore` on a slot-routing client (scripts
+    publish with SPUBLISH), and sharded pub/sub, one listener per primary."""
 
     #: room channels carry the room's hash tag, so they share its history's slot
     hash_tagged_channels = True
-    _publish_command = "SPUBLISH"
-    # while no node answers, redis-py raises RedisClusterException (no RedisError)
-    # from its slot rediscovery: still an outage, not a bug
-    _failures = (RedisError, RedisClusterException, OSError)
 
     def __init__(self, url: str, *, confirm_timeout: float = CONFIRM_TIMEOUT,
                  max_backoff: float = 0.5) -> None:
-        super().__init__(url, confirm_timeout=confirm_timeout, max_backoff=max_backoff)
+        super().__init__()
+        self.url = redact(url)
+        self.confirm_timeout = confirm_timeout
+        self._max_backoff = max_backoff
         self._nodes, self._options = parse_cluster_url(url)
         self._cluster: RedisCluster | None = None
-        self._shards: dict[str, _Shard] = {}
+        self._store: RedisStore | None = None
+        self._shards: dict[str, Shard] = {}
         self._healthy = asyncio.Event()
         self._repair = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self.reconnects = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -206,26 +111,45 @@ class ClusterBackplane(RedisBackplane):
     async def wait_healthy(self, timeout: float) -> None:
         await asyncio.wait_for(self._healthy.wait(), timeout)
 
+    @property
+    def client(self) -> RedisCluster:
+        if self._cluster is None:
+            raise RuntimeError("backplane not started")
+        return self._cluster
+
+    @property
+    def store(self) -> RedisStore:
+        if self._store is None:
+            raise RuntimeError("backplane not started")
+        return self._store
+
+    @property
+    def presence(self) -> PresenceStore:
+        return self.store
+
     async def start(self) -> None:
         cluster = self._cluster = RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in self._nodes],
             decode_responses=True, socket_connect_timeout=3.0, socket_timeout=5.0,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3), **self._options)
-        # RedisBackplane's scripts and commands run on it, routed by slot
-        self._client = cluster  # type: ignore[assignment]
         try:
             await asyncio.wait_for(cluster.initialize(), self.confirm_timeout)
-        except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError) as exc:
+        except (*_FAILURES, asyncio.TimeoutError) as exc:
             await cluster.aclose()
-            self._client = self._cluster = None
+            self._cluster = None
             raise BackplaneUnavailable(
                 f"cannot reach the Redis Cluster at {self.url}: {exc or type(exc).__name__}"
             ) from exc
+        # the same scripts and keys as one Redis, routed by slot
+        self._store = RedisStore(cluster, f"the Redis Cluster at {self.url}",
+                                 publish="SPUBLISH", failures=_FAILURES,
+                                 script=lambda source: NodeScript(cluster, source))
         self._healthy.set()
         self._supervisor = asyncio.get_running_loop().create_task(
             self._supervise(), name="wskit-cluster-supervisor")
 
     async def stop(self) -> None:
+        await self.subscriptions.stop()
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.wait({self._supervisor})
@@ -236,23 +160,20 @@ class ClusterBackplane(RedisBackplane):
         self._healthy.clear()
         if self._cluster is not None:
             await self._cluster.aclose()
-            self._client = self._cluster = None
+            self._cluster = self._store = None
 
-    # -- publishing (history, presence and batches come from RedisBackplane) ----
-
-    def _script(self, name: str) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            assert self._cluster is not None
-            script = self._scripts[name] = _Script(self._cluster, self._source(name))
-        return script
+    # -- publishing and history (the store's; batches pipelined by shard) --------
 
     async def publish(self, channel: str, data: str) -> int:
-        try:
-            return int(await self.client.execute_command("SPUBLISH", channel, data))
-        except (RedisError, RedisClusterException, OSError) as exc:
-            raise BackplaneUnavailable(
-                f"publish to the Redis Cluster at {self.url} failed: {exc}") from exc
+        return await self.store.publish(channel, data)
+
+    async def append(self, key: str, channel: str, origin: str, frame_text: str,
+                     retention: Retention) -> tuple[int, str]:
+        return await self.store.append(key, channel, origin, frame_text, retention)
+
+    async def read(self, key: str, retention: Retention, *, after: int | None = None,
+                   last: int | None = None) -> Page:
+        return await self.store.read(key, retention, after=after, last=last)
 
     def lane(self, channel: str) -> str:
         """The shard that owns the channel now: its posts are batched together."""
@@ -267,17 +188,17 @@ class ClusterBackplane(RedisBackplane):
         posts to a room (:func:`~wskit.backplane.redis.runs`). A run the pipeline
         could not run (NOSCRIPT on a promoted replica, a slot that moved) is retried
         on its own, in order, through the paths that follow redirections."""
+        store = self.store
         batch = runs(posts)
         if len(batch) == 1:
-            return await self._send_run(batch[0])
-        assert self._cluster is not None
-        script = self._script("append")
-        pipe = self._cluster.pipeline()
+            return await store.send_run(batch[0])
+        script = store.script("append")
+        pipe = self.client.pipeline()
         for run in batch:
             first = run[0]
             if first.key is None:
                 pipe.execute_command("SPUBLISH", first.channel,
-                                     encode_envelope(first.origin, first.frame_text))
+                                     envelope.encode(first.origin, first.frame_text))
             else:
                 # (redis-py blocks pipe.evalsha() in cluster mode; the command itself
                 # is routed by its keys like any other)
@@ -285,25 +206,29 @@ class ClusterBackplane(RedisBackplane):
                                      f"{first.key}:stream", *append_args(run))
         try:
             replies = await pipe.execute(raise_on_error=False)
-        except (RedisError, RedisClusterException, OSError) as exc:
+        except _FAILURES as exc:
             # which commands ran is unknown: retrying could store a post twice
             error = BackplaneUnavailable(
                 f"send to the Redis Cluster at {self.url} failed: {exc or type(exc).__name__}")
             return [error] * len(posts)
         results: list[Sent] = []
         for run, reply in zip(batch, replies):
-            if isinstance(reply, (NoScriptError, ResponseError)) and _not_run(reply):
-                results += await self._send_run(run)
+            if isinstance(reply, (NoScriptError, ResponseError)) and not_run(reply):
+                results += await store.send_run(run)
             else:
                 results += sent_of(run, reply, f"the Redis Cluster at {self.url}")
         return results
 
     # -- subscriptions ---------------------------------------------------------
 
-    async def _apply(self, wanted: set[str]) -> None:
+    async def _apply(self, add: set[str], remove: set[str]) -> bool:
+        """Every wanted channel on the shard that owns it now (the whole set: shards
+        come and go with the topology); False if a shard could not be reached."""
         cluster = self._cluster
         if cluster is None:
-            return
+            return False
+        wanted = set(self.subscriptions.wanted)
+        whole = True
         try:
             owners: dict[str, tuple[ClusterNode, set[str]]] = {}
             for channel in wanted:
@@ -313,14 +238,14 @@ class ClusterBackplane(RedisBackplane):
                 owners.setdefault(node.name, (node, set()))[1].add(channel)
         except (RedisClusterException, RedisError) as exc:
             self._trouble(f"no owner for a channel: {exc}")
-            return
+            return False
         for name in [n for n in self._shards if n not in owners]:
             await self._shards.pop(name).close()
         waits: list[asyncio.Future[None]] = []
         for name, (node, channels) in owners.items():
             shard = self._shards.get(name)
             if shard is None:
-                shard = self._shards[name] = _Shard(self, node)
+                shard = self._shards[name] = Shard(node, self._options, self._dispatch, self._trouble)
             try:
                 waits += await shard.change(channels - shard.channels,
                                             shard.channels - channels)
@@ -330,12 +255,14 @@ class ClusterBackplane(RedisBackplane):
                     del self._shards[name]
                 await shard.close()
                 self._trouble(f"subscribing on {name} failed: {exc}")
+                whole = False
         if waits:
             # confirmed: Redis processed SSUBSCRIBE, every later SPUBLISH reaches us
             done, _ = await asyncio.wait(waits, timeout=self.confirm_timeout)
             if len(done) < len(waits):
                 log.warning("Redis Cluster did not confirm %d subscription(s) in %gs",
                             len(waits) - len(done), self.confirm_timeout)
+        return whole
 
     def _trouble(self, why: str) -> None:
         """A shard failed or a slot moved: repair in the supervisor."""
@@ -363,7 +290,9 @@ class ClusterBackplane(RedisBackplane):
                         if self._shards.get(shard.name) is shard:
                             del self._shards[shard.name]
                         await shard.close()
-                    await self.sync()
+                    # whatever the shards hold now, every wanted channel is applied again
+                    self.subscriptions.reset(set())
+                    await self.subscriptions.settle()
                     if not self._repair.is_set():
                         break
                 await asyncio.sleep(backoff)  # backoff between attempts
@@ -371,5 +300,5 @@ class ClusterBackplane(RedisBackplane):
             self.reconnects += 1
             self._healthy.set()
             log.warning("backplane %s: resubscribed %d channel(s) on %d shard(s) after %.1fs",
-                        self.url, len(self._wanted), len(self._shards),
+                        self.url, len(self.subscriptions.wanted), len(self._shards),
                         time.monotonic() - down_since)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from ..core.envelope import encode as encode_envelope
 from ..core.history import MemoryStreams, Page, Retention
-from ..server.presence import MemoryPresence
-from .base import Backplane, encode_envelope
+from .base import Broker, PresenceStore
 
-__all__ = ["MemoryBackplane"]
+__all__ = ["MemoryBackplane", "MemoryPresence"]
 
 _lock = threading.Lock()
 #: bus name -> channel -> subscribed backplanes
@@ -27,7 +27,80 @@ _streams: dict[str, MemoryStreams] = {}
 _presence: dict[str, MemoryPresence] = {}
 
 
-class MemoryBackplane(Backplane):
+class MemoryPresence:
+    """The store in plain Python; ``clock`` gives seconds (monotonic by default)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._rooms: dict[str, dict[tuple[str, str], float]] = {}
+
+    def _alive(self, room: str, now: float) -> dict[tuple[str, str], float]:
+        entries = self._rooms.get(room, {})
+        return {k: t for k, t in entries.items() if t > now}
+
+    async def presence_join(self, room: str, user: str, instance: str, ttl: float) -> bool:
+        now = self.clock()
+        first = not any(u == user for u, _ in self._alive(room, now))
+        self._rooms.setdefault(room, {})[(user, instance)] = now + ttl
+        return first
+
+    async def presence_leave(self, room: str, user: str, instance: str) -> bool:
+        entries = self._rooms.get(room, {})
+        entries.pop((user, instance), None)
+        last = not any(u == user for u, _ in self._alive(room, self.clock()))
+        if not entries:
+            self._rooms.pop(room, None)
+        return last
+
+    async def presence_refresh(self, room: str, users: Sequence[str], instance: str,
+                               ttl: float) -> list[str]:
+        now = self.clock()
+        entries = self._rooms.setdefault(room, {})
+        expired = [k for k, t in entries.items() if t <= now]
+        for key in expired:
+            del entries[key]
+        for user in users:
+            entries[(user, instance)] = now + ttl
+        alive = {u for u, _ in entries}
+        gone = list(dict.fromkeys(u for u, _ in expired if u not in alive))
+        if not entries:
+            self._rooms.pop(room, None)
+        return gone
+
+    async def presence_list(self, room: str) -> list[str]:
+        return self.users(room)
+
+    def users(self, room: str) -> list[str]:
+        """The users with a live entry in ``room``, sorted (synchronous)."""
+        return sorted({u for u, _ in self._alive(room, self.clock())})
+
+
+class _Locked:
+    """A bus's :class:`MemoryPresence`, each call whole under the bus lock (instances
+    of one bus may run on several threads; MemoryPresence never suspends)."""
+
+    def __init__(self, store: MemoryPresence) -> None:
+        self.store = store
+
+    async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:
+        with _lock:
+            return await self.store.presence_join(key, user, instance, ttl)
+
+    async def presence_leave(self, key: str, user: str, instance: str) -> bool:
+        with _lock:
+            return await self.store.presence_leave(key, user, instance)
+
+    async def presence_refresh(self, key: str, users: Sequence[str], instance: str,
+                               ttl: float) -> list[str]:
+        with _lock:
+            return await self.store.presence_refresh(key, users, instance, ttl)
+
+    async def presence_list(self, key: str) -> list[str]:
+        with _lock:
+            return await self.store.presence_list(key)
+
+
+class MemoryBackplane(Broker):
     def __init__(self, name: str = "default") -> None:
         super().__init__()
         self.name = name
@@ -39,8 +112,9 @@ class MemoryBackplane(Backplane):
         self._loop = asyncio.get_running_loop()
 
     async def stop(self) -> None:
-        self._wanted.clear()
-        await self._apply(set())
+        await self.subscriptions.stop()
+        self.subscriptions.forget()
+        self._set_subscribed(set())
         self._loop = None
 
     @property
@@ -61,34 +135,11 @@ class MemoryBackplane(Backplane):
         return self.streams.read(key, retention, time.monotonic(), after=after, last=last)
 
     @property
-    def presence(self) -> MemoryPresence:
+    def presence(self) -> PresenceStore:
         """The bus's presence store (one per bus name, like its streams)."""
         with _lock:
-            return _presence.setdefault(self.name, MemoryPresence())
-
-    # MemoryPresence never suspends, so each call runs whole under the bus lock
-    # (instances of one bus may run on several threads)
-
-    async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:
-        store = self.presence
-        with _lock:
-            return await store.presence_join(key, user, instance, ttl)
-
-    async def presence_leave(self, key: str, user: str, instance: str) -> bool:
-        store = self.presence
-        with _lock:
-            return await store.presence_leave(key, user, instance)
-
-    async def presence_refresh(self, key: str, users: Sequence[str], instance: str,
-                               ttl: float) -> list[str]:
-        store = self.presence
-        with _lock:
-            return await store.presence_refresh(key, list(users), instance, ttl)
-
-    async def presence_list(self, key: str) -> list[str]:
-        store = self.presence
-        with _lock:
-            return await store.presence_list(key)
+            store = _presence.setdefault(self.name, MemoryPresence())
+        return _Locked(store)
 
     async def publish(self, channel: str, data: str) -> int:
         with _lock:
@@ -109,8 +160,9 @@ class MemoryBackplane(Backplane):
                 loop.call_soon_threadsafe(bp._dispatch, channel, data)
         return len(targets)
 
-    async def _apply(self, wanted: set[str]) -> None:
-        self._set_subscribed(wanted)
+    async def _apply(self, add: set[str], remove: set[str]) -> bool:
+        self._set_subscribed((self._subscribed | add) - remove)
+        return True
 
     def _set_subscribed(self, wanted: set[str]) -> None:
         with _lock:

@@ -17,7 +17,6 @@ sender. Nothing is buffered: the gap is visible, not hidden.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -31,191 +30,24 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisError
 
-from ..core.history import Entry, Page, Retention, new_epoch
+from ..core.history import Page, Retention
 from ..exceptions import BackplaneUnavailable, ConfigError
-from .base import Backplane, RoomPost, Sent, encode_envelope
+from .base import Broker, PresenceStore, RoomPost, Sent
+from .scripts import MAX_RUN, append_args, runs, sent_of
+from .store import RedisStore
 
 log = logging.getLogger("wskit.backplane")
 
-__all__ = ["RedisBackplane", "shared_fake_server"]
+__all__ = ["RedisBackplane", "shared_fake_server", "redact", "make_client",
+           # where they were before the store moved out (wskit.backplane.scripts)
+           "MAX_RUN", "runs", "append_args", "sent_of"]
 
 _fake_lock = threading.Lock()
 _fake_servers: dict[str, Any] = {}
+_fake_lifetimes: dict[str, str] = {}
 
 #: how long ``subscribe`` waits for Redis to confirm before carrying on
 CONFIRM_TIMEOUT = 5.0
-
-# History: KEY:meta is a hash (s: top offset, e: epoch), KEY:stream a stream whose
-# entry ids are "OFFSET-0", so XRANGE by offset needs no index. Offset, storage
-# and publication happen in one script: they can never disagree, and Redis
-# publishes in offset order. (A cluster needs KEY and the channel in one hash
-# slot: KEY carries a hash tag.)
-#
-# One call stores a run of consecutive posts to the room (ARGV[6..]): the lookups,
-# the counter and the expiries are paid once per run, not once per post. Each post
-# is still its own stream entry and its own publication, so nothing downstream
-# knows a run from single posts. On fakeredis, where every command is emulated in
-# Python, a run of 15 costs a quarter per post of 15 single calls (docs/benchmarks.md).
-_APPEND = """
-local meta, stream = KEYS[1], KEYS[2]
-local epoch = redis.call('HGET', meta, 'e')
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('HSET', meta, 'e', epoch)
-end
-local n = #ARGV - 5
-local first = redis.call('HINCRBY', meta, 's', n) - n + 1
-local head = '{"origin":' .. ARGV[5] .. ',"offset":'
-local tail = ',"epoch":"' .. epoch .. '","frame":'
-for i = 1, n do
-  local offset = first + i - 1
-  redis.call('XADD', stream, 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[5 + i])
-  redis.call('PUBLISH', ARGV[1], head .. offset .. tail .. ARGV[5 + i] .. '}')
-end
-redis.call('EXPIRE', meta, ARGV[3])
-redis.call('EXPIRE', stream, ARGV[3])
-return {first, epoch}
-"""
-
-_READ = """
-local meta, stream = KEYS[1], KEYS[2]
-redis.call('HSETNX', meta, 'e', ARGV[1])
-redis.call('EXPIRE', meta, ARGV[2])
-local epoch = redis.call('HGET', meta, 'e')
-local top = tonumber(redis.call('HGET', meta, 's') or '0')
-local mode, n = ARGV[3], tonumber(ARGV[4])
-local entries = {}
-if mode == 'after' then
-  entries = redis.call('XRANGE', stream, (n + 1) .. '-0', '+')
-elseif mode == 'last' and n > 0 then
-  entries = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', n)
-end
-local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-local oldest = top + 1
-if #first > 0 then oldest = tonumber(string.match(first[1][1], '^(%d+)')) end
-return {top, epoch, oldest, entries}
-"""
-
-# Presence: KEY:presence is a sorted set of JSON [user, instance] members scored by
-# their expiry in Redis's own clock (TIME), so instances' clocks never matter.
-# KEY:presence:idx holds the same members, all at score 0, so that one user's
-# entries are a lexicographic range (every member starts with the JSON of
-# [user, ): "is this user still here?" costs O(log n + the user's instances), not a
-# scan of the room. (A scan made each join O(room size): 5,000 joins to one room
-# never finished.) Both keys share the room's hash tag.
-_PRESENCE_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function prefix(user)
-  local whole = cjson.encode({user, ''})
-  return string.sub(whole, 1, #whole - 3)  -- drop the '""]' of the empty instance
-end
-local function present(key, idx, user)
-  local p = prefix(user)
-  for _, m in ipairs(redis.call('ZRANGEBYLEX', idx, '[' .. p, '(' .. p .. '\\255')) do
-    local expires = redis.call('ZSCORE', key, m)
-    if expires and tonumber(expires) > now then return true end
-    if not expires then redis.call('ZREM', idx, m) end
-  end
-  return false
-end
-"""
-
-_PRESENCE_JOIN = _PRESENCE_NOW + """
-local key, idx, user, ttl = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[3])
-local first = not present(key, idx, user)
-local member = cjson.encode({user, ARGV[2]})
-redis.call('ZADD', key, now + ttl, member)
-redis.call('ZADD', idx, 0, member)
-redis.call('EXPIRE', key, math.ceil(ttl) + 1)
-redis.call('EXPIRE', idx, math.ceil(ttl) + 1)
-if first then return 1 end
-return 0
-"""
-
-_PRESENCE_LEAVE = _PRESENCE_NOW + """
-local key, idx, user = KEYS[1], KEYS[2], ARGV[1]
-local member = cjson.encode({user, ARGV[2]})
-redis.call('ZREM', key, member)
-redis.call('ZREM', idx, member)
-if present(key, idx, user) then return 0 end
-return 1
-"""
-
-_PRESENCE_REFRESH = _PRESENCE_NOW + """
-local key, idx, instance, ttl = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
-local expired = redis.call('ZRANGEBYSCORE', key, '-inf', now)
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-for _, m in ipairs(expired) do redis.call('ZREM', idx, m) end
-for i = 3, #ARGV do
-  local member = cjson.encode({ARGV[i], instance})
-  redis.call('ZADD', key, now + ttl, member)
-  redis.call('ZADD', idx, 0, member)
-end
-if #ARGV >= 3 then
-  redis.call('EXPIRE', key, math.ceil(ttl) + 1)
-  redis.call('EXPIRE', idx, math.ceil(ttl) + 1)
-end
-local gone, seen = {}, {}
-for _, m in ipairs(expired) do
-  local user = cjson.decode(m)[1]
-  if not seen[user] and not present(key, idx, user) then
-    gone[#gone + 1] = user
-  end
-  seen[user] = true
-end
-return gone
-"""
-
-_PRESENCE_LIST = _PRESENCE_NOW + """
-return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-"""
-
-_SCRIPTS = {"append": _APPEND, "read": _READ, "presence_join": _PRESENCE_JOIN,
-            "presence_leave": _PRESENCE_LEAVE, "presence_refresh": _PRESENCE_REFRESH,
-            "presence_list": _PRESENCE_LIST}
-
-
-#: at most this many posts per append script call: Redis runs nothing else while
-#: a script runs, so a huge burst is stored in several calls
-MAX_RUN = 64
-
-
-def runs(posts: Sequence[RoomPost]) -> list[list[RoomPost]]:
-    """``posts`` in order, cut into what one command sends: consecutive appends to
-    one history (same key, channel, origin, retention; at most :data:`MAX_RUN`) go
-    in one script call; a publication goes alone."""
-    out: list[list[RoomPost]] = []
-    for post in posts:
-        last = out[-1] if out else None
-        if (last is not None and post.key is not None and len(last) < MAX_RUN
-                and post.key == last[0].key and post.channel == last[0].channel
-                and post.origin == last[0].origin and post.retention == last[0].retention):
-            last.append(post)
-        else:
-            out.append([post])
-    return out
-
-
-def append_args(run: Sequence[RoomPost]) -> list[Any]:
-    """The append script's ARGV for a run (see :func:`runs`)."""
-    first = run[0]
-    assert first.retention is not None
-    return [first.channel, first.retention.size, max(1, int(first.retention.ttl)),
-            new_epoch(), json.dumps(first.origin), *(post.frame_text for post in run)]
-
-
-def sent_of(run: Sequence[RoomPost], reply: Any, where: str) -> list[Sent]:
-    """What one command's reply says of its run: ``(offset, epoch)`` per post for an
-    append (the script returns the first offset), None for a publication, or the
-    error, for every post of the run."""
-    if isinstance(reply, Exception):
-        return [BackplaneUnavailable(f"send to {where} failed: {reply}")] * len(run)
-    if run[0].key is None:
-        return [None]
-    first, epoch = int(reply[0]), str(reply[1])
-    return [(first + i, epoch) for i in range(len(run))]
-
 
 def shared_fake_server(name: str = "") -> Any:
     """The process-wide ``fakeredis.FakeServer`` behind ``fakeredis://NAME``.
@@ -229,7 +61,16 @@ def shared_fake_server(name: str = "") -> Any:
         server = _fake_servers.get(name)
         if server is None:
             server = _fake_servers[name] = fakeredis.FakeServer()
+            _fake_lifetimes[name] = uuid.uuid4().hex
         return server
+
+
+def fake_lifetime(name: str = "") -> str:
+    """A token naming the lifetime of ``fakeredis://NAME``'s server (fakeredis has no
+    INFO run_id; the history scripts derive unborn epochs from it)."""
+    shared_fake_server(name)
+    with _fake_lock:
+        return _fake_lifetimes[name]
 
 
 def redact(url: str) -> str:
@@ -280,18 +121,13 @@ def listener_client(client: aioredis.Redis) -> aioredis.Redis:
         aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 
-class RedisBackplane(Backplane):
-    """Redis pub/sub with a supervised listener.
+class RedisBackplane(Broker):
+    """One Redis: its :class:`RedisStore` (history, presence) and one supervised
+    pub/sub listener.
 
     Pass ``client=`` to inject an existing ``redis.asyncio.Redis`` (or a fakeredis
     one); it is then not closed by :meth:`stop`.
     """
-
-    #: what the append script publishes with (a cluster: SPUBLISH)
-    _publish_command = "PUBLISH"
-    #: what a command that Redis could not run raises: a backplane outage, reported as
-    #: :class:`BackplaneUnavailable` (the cluster client adds its own exception)
-    _failures: tuple[type[Exception], ...] = (RedisError, OSError)
 
     def __init__(self, url: str = "fakeredis://", *, client: aioredis.Redis | None = None,
                  max_backoff: float = 2.0, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
@@ -301,12 +137,11 @@ class RedisBackplane(Backplane):
         self._raw_url = url
         self._client = client
         self._owns_client = client is None
+        self._store: RedisStore | None = None
         self._max_backoff = max_backoff
         self._sub_client: aioredis.Redis | None = None
         self._pubsub: aioredis.client.PubSub | None = None
-        self._subscribed: set[str] = set()
         self._confirm: dict[str, asyncio.Future[None]] = {}
-        self._scripts: dict[str, Any] = {}
         self._listener: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
         #: Redis confirmed the listener's connection: subscription changes may go out
@@ -330,6 +165,20 @@ class RedisBackplane(Backplane):
         if self._client is None:
             raise RuntimeError("backplane not started")
         return self._client
+
+    @property
+    def store(self) -> RedisStore:
+        """History and presence on this Redis (from :meth:`start` on)."""
+        if self._store is None:
+            parts = urlsplit(self._raw_url)
+            lifetime = fake_lifetime(parts.netloc) if (
+                self._owns_client and parts.scheme == "fakeredis") else ""
+            self._store = RedisStore(self.client, f"Redis at {self.url}", lifetime=lifetime)
+        return self._store
+
+    @property
+    def presence(self) -> PresenceStore:
+        return self.store
 
     async def start(self) -> None:
         if self._client is None:
@@ -357,6 +206,7 @@ class RedisBackplane(Backplane):
                 f"{self.confirm_timeout:g}s") from exc
 
     async def stop(self) -> None:
+        await self.subscriptions.stop()
         for task in (self._listener, self._catch_up):
             if task is not None and not task.done():
                 task.cancel()
@@ -376,127 +226,30 @@ class RedisBackplane(Backplane):
         if self._client is not None and self._owns_client:
             await self._client.aclose()  # redis-py 5+: aclose(), not close()
             self._client = None
+            self._store = None
+
+    # -- the store's (history and batches) -------------------------------------
 
     async def publish(self, channel: str, data: str) -> int:
-        try:
-            return await self.client.publish(channel, data)
-        except (RedisError, OSError) as exc:
-            raise BackplaneUnavailable(f"publish to Redis at {self.url} failed: {exc}") from exc
+        return await self.store.publish(channel, data)
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
                      retention: Retention) -> tuple[int, str]:
-        result = (await self._send_run([RoomPost(channel, origin, frame_text, key,
-                                                 retention)]))[0]
-        if isinstance(result, BackplaneUnavailable):
-            raise result
-        assert result is not None
-        return result
-
-    async def _send_run(self, run: Sequence[RoomPost]) -> list[Sent]:
-        """One run (see :func:`runs`) in one command, not pipelined."""
-        first = run[0]
-        try:
-            if first.key is None:
-                await self.publish(first.channel,
-                                   encode_envelope(first.origin, first.frame_text))
-                return [None]
-            reply = await self._script("append")(
-                keys=[f"{first.key}:meta", f"{first.key}:stream"], args=append_args(run))
-        except BackplaneUnavailable as exc:
-            return [exc]
-        except self._failures as exc:
-            return [BackplaneUnavailable(f"append to Redis at {self.url} failed: {exc}")
-                    ] * len(run)
-        return sent_of(run, reply, f"Redis at {self.url}")
-
-    async def presence_join(self, key: str, user: str, instance: str, ttl: float) -> bool:
-        return bool(await self._presence("join", key, [user, instance, ttl]))
-
-    async def presence_leave(self, key: str, user: str, instance: str) -> bool:
-        return bool(await self._presence("leave", key, [user, instance]))
-
-    async def presence_refresh(self, key: str, users: Sequence[str], instance: str,
-                               ttl: float) -> list[str]:
-        return [str(u) for u in await self._presence("refresh", key, [instance, ttl, *users])]
-
-    async def presence_list(self, key: str) -> list[str]:
-        members = await self._presence("list", key, [])
-        return sorted({json.loads(m)[0] for m in members})
-
-    async def _presence(self, op: str, key: str, args: list[Any]) -> Any:
-        try:
-            return await self._script(f"presence_{op}")(
-                keys=[f"{key}:presence", f"{key}:presence:idx"], args=args)
-        except self._failures as exc:
-            raise BackplaneUnavailable(
-                f"presence {op} on Redis at {self.url} failed: {exc}") from exc
+        return await self.store.append(key, channel, origin, frame_text, retention)
 
     async def send(self, posts: Sequence[RoomPost]) -> list[Sent]:
-        """The batch in one pipeline: one round trip however many posts, one command
-        per run of posts to a room (:func:`runs`).
-
-        The pipeline starts with SCRIPT LOAD (cheap when the script is cached): an
-        EVALSHA can then never meet NOSCRIPT halfway through a batch after Redis
-        restarted, which would leave earlier posts unstored and later ones stored.
-        """
-        batch = runs(posts)
-        if len(batch) == 1:
-            return await self._send_run(batch[0])
-        pipe = self.client.pipeline(transaction=False)
-        if any(run[0].key is not None for run in batch):
-            pipe.script_load(self._source("append"))
-            sha = self._script("append").sha
-        for run in batch:
-            first = run[0]
-            if first.key is None:
-                pipe.publish(first.channel, encode_envelope(first.origin, first.frame_text))
-            else:
-                pipe.evalsha(sha, 2, f"{first.key}:meta", f"{first.key}:stream",
-                             *append_args(run))
-        try:
-            replies = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
-            error = BackplaneUnavailable(f"send to Redis at {self.url} failed: {exc}")
-            return [error] * len(posts)
-        results: list[Sent] = []
-        for run, reply in zip(batch, replies[len(replies) - len(batch):]):
-            results += sent_of(run, reply, f"Redis at {self.url}")
-        return results
+        return await self.store.send(posts)
 
     async def read(self, key: str, retention: Retention, *, after: int | None = None,
                    last: int | None = None) -> Page:
-        mode, n = ("after", after) if after is not None else (
-            ("last", last) if last is not None else ("none", 0))
-        args = [new_epoch(), max(1, int(retention.ttl)), mode, n]
-        try:
-            top, epoch, oldest, raw = await self._script("read")(
-                keys=[f"{key}:meta", f"{key}:stream"], args=args)
-        except self._failures as exc:
-            raise BackplaneUnavailable(f"history read from Redis at {self.url} failed: "
-                                       f"{exc}") from exc
-        entries = [Entry(int(entry_id.split("-", 1)[0]), fields[1])
-                   for entry_id, fields in raw]
-        if mode == "last":
-            entries.reverse()  # XREVRANGE: newest first
-        return Page(str(epoch), int(top), entries, int(oldest))
+        return await self.store.read(key, retention, after=after, last=last)
 
-    def _script(self, name: str) -> Any:
-        """The registered script (EVALSHA, falling back to EVAL after a Redis restart)."""
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self.client.register_script(self._source(name))
-        return script
+    # -- the listener ----------------------------------------------------------
 
-    def _source(self, name: str) -> str:
-        return _SCRIPTS[name].replace("redis.call('PUBLISH'",
-                                      f"redis.call('{self._publish_command}'")
-
-    async def _apply(self, wanted: set[str]) -> None:
+    async def _apply(self, add: set[str], remove: set[str]) -> bool:
         pubsub = self._pubsub
         if pubsub is None or not self._live:
-            return  # the listener subscribes to everything wanted when it reconnects
-        wanted = wanted | {self._keepalive}
-        add, remove = wanted - self._subscribed, self._subscribed - wanted
+            return False  # the listener subscribes to everything wanted when it reconnects
         loop = asyncio.get_running_loop()
         waits = [self._confirm.setdefault(ch, loop.create_future()) for ch in add]
         try:
@@ -506,10 +259,9 @@ class RedisBackplane(Backplane):
                 await pubsub.unsubscribe(*remove)
         except (RedisError, OSError) as exc:
             log.debug("subscription change deferred until reconnect: %r", exc)
-            return
+            return False
         if self._pubsub is not pubsub:
-            return  # the connection dropped meanwhile; the listener resubscribes all
-        self._subscribed = wanted
+            return False  # the connection dropped meanwhile; the listener resubscribes all
         if waits:
             # Confirmed means Redis has processed SUBSCRIBE: every publish after
             # this point reaches us. Without it a join could miss the next post.
@@ -517,6 +269,7 @@ class RedisBackplane(Backplane):
             if len(done) < len(waits):
                 log.warning("Redis did not confirm %d subscription(s) in %gs",
                             len(waits) - len(done), self.confirm_timeout)
+        return True
 
     async def _listen(self) -> None:
         """Read messages forever; on any connection failure reconnect with backoff."""
@@ -544,7 +297,7 @@ class RedisBackplane(Backplane):
                             # A subscribe() that came after _resubscribe copied the
                             # wanted set found us not yet live and deferred to us:
                             # apply whatever is wanted now, then report healthy. A
-                            # task, since sync() waits for confirmations that only
+                            # task, since settle() waits for confirmations that only
                             # this loop reads.
                             self._catch_up = asyncio.get_running_loop().create_task(
                                 self._caught_up(pubsub), name="wskit-backplane-catch-up")
@@ -566,21 +319,23 @@ class RedisBackplane(Backplane):
                 self._live = False
                 self._connected.clear()
                 self._pubsub = None
-                self._subscribed = set()
+                self.subscriptions.reset(set())  # the connection took them all
                 await _close_quietly(pubsub)
             await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation
             backoff = min(backoff * 2, self._max_backoff)
 
     async def _caught_up(self, pubsub: Any) -> None:
-        await self.sync()
+        await self.subscriptions.settle()
         if self._pubsub is pubsub and self._live:
             self._connected.set()
 
     async def _resubscribe(self, pubsub: Any) -> set[str]:
         """Subscribe a fresh connection to every channel wanted right now."""
-        channels = set(self._wanted) | {self._keepalive}
+        wanted = set(self.subscriptions.wanted)
+        channels = wanted | {self._keepalive}
         await pubsub.subscribe(*channels)
-        self._pubsub, self._subscribed = pubsub, channels
+        self._pubsub = pubsub
+        self.subscriptions.reset(wanted)
         return channels
 
 

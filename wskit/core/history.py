@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import random
 import threading
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
+
+from .envelope import with_offset  # re-exported: where the splice used to live
 
 __all__ = ["Retention", "Entry", "Page", "MemoryStreams", "with_offset", "new_epoch",
            "is_recovered"]
@@ -35,7 +38,7 @@ class Retention:
 @dataclass(frozen=True)
 class Entry:
     offset: int
-    #: the frame's text *without* its offset (see :func:`with_offset`)
+    #: the frame's text *without* its offset (see :func:`~wskit.core.envelope.with_offset`)
     text: str
 
 
@@ -54,13 +57,6 @@ def new_epoch() -> str:
     """A fresh epoch: it only has to differ from the history's previous ones, not be
     secret, so a fast PRNG serves (a post's append carries a candidate epoch)."""
     return f"{random.getrandbits(32):08x}"
-
-
-def with_offset(text: str, offset: int, epoch: str) -> str:
-    """Add ``"offset"`` and ``"epoch"`` to an encoded frame (a compact JSON object)
-    without re-encoding it. The epoch rides on every message so that a client still
-    connected when the history is lost sees the new epoch, never a silent gap."""
-    return f'{text[:-1]},"offset":{offset},"epoch":"{epoch}"}}'
 
 
 def is_recovered(page: Page, since_offset: int, since_epoch: str) -> bool:
@@ -90,29 +86,48 @@ class MemoryStreams:
     def __init__(self) -> None:
         self._rooms: dict[str, _Room] = {}
         self._lock = threading.Lock()
+        #: names this store's lifetime in unborn epochs (as a Redis server's run_id)
+        self._lifetime = f"{random.getrandbits(64):016x}"
 
-    def _room(self, key: str, retention: Retention, now: float) -> _Room:
+    def _unborn(self, key: str, retention: Retention, now: float) -> str:
+        """The epoch a history that does not exist will be born with (the rule of the
+        Redis scripts, wskit.backplane.scripts): the same for every read until its
+        first post, never the epoch of a history that has expired (it lived ``ttl``
+        s at least, so the next one is born in a later period)."""
+        period = int(now // retention.ttl) if retention.ttl > 0 else 0
+        return f"{zlib.crc32(f'{key}|{self._lifetime}|{period}'.encode()):08x}"
+
+    def _live(self, key: str, retention: Retention, now: float) -> _Room | None:
         room = self._rooms.get(key)
-        if room is None or now - room.touched > retention.ttl:
-            room = self._rooms[key] = _Room(new_epoch(), retention.size, now)
-        elif room.entries.maxlen != retention.size:
-            room.entries = deque(room.entries, maxlen=retention.size)
-        room.touched = now
+        if room is not None and now - room.touched > retention.ttl:
+            del self._rooms[key]  # expired: its epoch is gone with it
+            room = None
+        if room is not None:
+            if room.entries.maxlen != retention.size:
+                room.entries = deque(room.entries, maxlen=retention.size)
+            room.touched = now
         return room
 
     def append(self, key: str, text: str, retention: Retention, now: float) -> tuple[int, str]:
         """Store one frame; its ``(offset, epoch)``."""
         with self._lock:
-            room = self._room(key, retention, now)
+            room = self._live(key, retention, now)
+            if room is None:
+                room = self._rooms[key] = _Room(self._unborn(key, retention, now),
+                                                retention.size, now)
             room.top += 1
             room.entries.append(Entry(room.top, text))
             return room.top, room.epoch
 
     def read(self, key: str, retention: Retention, now: float, *,
              after: int | None = None, last: int | None = None) -> Page:
-        """Entries with offset > ``after``, or the ``last`` K, or none (position only)."""
+        """Entries with offset > ``after``, or the ``last`` K, or none (position only).
+
+        A room with no history stays without one: nothing is stored for it."""
         with self._lock:
-            room = self._room(key, retention, now)
+            room = self._live(key, retention, now)
+            if room is None:
+                return Page(self._unborn(key, retention, now), 0, [], 1)
             entries = list(room.entries)
             oldest = entries[0].offset if entries else room.top + 1
             if after is not None:

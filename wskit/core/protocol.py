@@ -23,6 +23,7 @@ from typing import Any
 from ..exceptions import ProtocolError
 from .codes import ERROR_CODES, CloseCode
 from .framing import close_reason, text_frame  # noqa: F401  (re-exported: wire format, one import)
+from .text import first_invisible
 
 __all__ = [
     "CloseCode", "ERROR_CODES", "Join", "Leave", "Post", "Direct", "History", "PresenceQuery",
@@ -154,7 +155,7 @@ def _room(obj: dict, kind: str) -> str:
     # "ℓobby") become "lobby", so one room has one id. Cross-script look-alikes (a
     # Cyrillic "а") are distinct letters and stay distinct: the application's to police.
     room = unicodedata.normalize("NFKC", _field(obj, "roomId", kind))
-    if not ROOM_PATTERN.fullmatch(room):
+    if not ROOM_PATTERN.fullmatch(room) or first_invisible(room) is not None:
         raise ProtocolError(
             "invalid_value",
             "field 'roomId' must be 1-64 letters, digits, '_', '.', ':' or '-', "

@@ -197,6 +197,12 @@ async def serve(
                 settings.authorize if settings is not None else None)) is None:
             authorize = "open" if is_loopback(host) else "claims"
         server = ChatServer(settings, backplane=backplane, authorize=authorize, **overrides)
+    elif not is_loopback(host) and not server.authority.chosen:
+        # a ready server gets no default here: off loopback, "open" must be asked for
+        raise ConfigError(
+            f"this ChatServer has no authorization policy and {host!r} is not loopback: "
+            "make it with authorize='claims' (or a policy function), or authorize='open' "
+            "to let every user do everything (docs/authorization.md)")
     refuse_exposed_dev_secret(server, host)
     server.allowed_hosts.add(split_host(host)[0])  # /healthz answers the name it binds
     sock = bind_socket(host, port)

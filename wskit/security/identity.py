@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import unicodedata
 
+from ..core.text import first_invisible
 from ..exceptions import AuthError
 
 __all__ = ["MAX_USER_ID", "check_user_id", "normalise_user_id"]
@@ -49,6 +50,10 @@ def _problem(user: str) -> str | None:
         if category in _REFUSED_CATEGORIES:
             return (f"contains U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}), "
                     f"a control, format or invisible character")
+    hidden = first_invisible(user)
+    if hidden is not None:  # letters and marks that render as nothing (core.text)
+        return (f"contains U+{ord(hidden):04X} ({unicodedata.name(hidden, 'unnamed')}), "
+                f"a character that renders as nothing")
     return None
 
 

@@ -9,9 +9,11 @@ and their token is what authenticates them). ``"*"`` in the list allows any.
 
 **DNS rebinding.** A page on ``evil.example`` whose name is re-pointed at
 127.0.0.1 reaches a loopback server as same-origin, with ``Host: evil.example``.
-The plain HTTP routes (``/healthz``, ``/token``) answer only a ``Host`` that is an
-IP literal (no name was resolved), ``localhost``, the host the server binds, or a
-name allowed with ``--allowed-host``.
+The plain HTTP routes (``/healthz``, ``/token``), and a browser's WebSocket
+handshake under the default same-origin rule, are answered only for a ``Host`` that
+is an IP literal (no name was resolved), ``localhost``, the host the server binds,
+or a name allowed with ``--allowed-host`` (or, for the WebSocket, an ``--origin``
+list, which then decides alone).
 """
 
 from __future__ import annotations

@@ -24,13 +24,20 @@ __all__ = ["TOKEN_LOGGERS", "TokenFilter", "install_token_filter", "redact"]
 TOKEN_LOGGERS = ("uvicorn.error", "uvicorn.access", "aiohttp.access", "aiohttp.server",
                  "aiohttp.web")
 
-# token=VALUE up to the next separator; also the percent-encoded form (token%3D)
-_TOKEN = re.compile(r"(token(?:=|%3[dD]))[^&\s\"'#;,]+", re.IGNORECASE)
+# token=VALUE up to the next separator, in any case and with any letter of the name
+# (or the "=") percent-encoded: the frameworks decode a query's names before reading
+# them, so "?%74oken=" and "?TOKEN=" are a token to the server (or may be logged as one)
+_NAME = "".join(f"(?:{c}|%{ord(c):02x})" for c in "token")
+_TOKEN = re.compile(rf"({_NAME}(?:=|%3d))[^&\s\"'#;,]+", re.IGNORECASE)
+
+
+def _may_hold(text: str) -> bool:
+    return "%" in text or "oken" in text.lower()
 
 
 def redact(text: str) -> str:
     """``text`` with every ``token=<value>`` replaced by ``token=[redacted]``."""
-    return _TOKEN.sub(r"\1[redacted]", text) if "oken" in text else text
+    return _TOKEN.sub(r"\1[redacted]", text) if _may_hold(text) else text
 
 
 def _clean(value: Any) -> Any:
@@ -53,7 +60,7 @@ class TokenFilter(logging.Filter):
         elif isinstance(args, dict):
             record.args = {k: _clean(v) for k, v in args.items()}
         for key, value in list(vars(record).items()):
-            if key not in ("msg", "args") and isinstance(value, str) and "oken" in value:
+            if key not in ("msg", "args") and isinstance(value, str) and _may_hold(value):
                 setattr(record, key, redact(value))
         return True
 

@@ -78,6 +78,8 @@ class Authority:
         #: None: the open policy (nothing to ask, nothing hidden)
         self.policy: Authorize | None = resolve(
             authorize if authorize is not None else settings.authorize, self.shares_room)
+        #: a policy was named (even "open"), rather than left to the default
+        self.chosen = authorize is not None or settings.authorize is not None
         #: a token's verified claims, or AuthError (ChatServer.claims: JWKS, aud, iss...)
         self._claims_of = claims_of
         self._grants: dict[Connection, _Grant] = {}

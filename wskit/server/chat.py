@@ -19,7 +19,6 @@ one error frame.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from typing import Any
@@ -34,14 +33,17 @@ from ..exceptions import AuthError, ProtocolError
 from ..security.origins import host_allowed, origin_allowed
 from ..security.policy import Authorize
 from ..security.tokens import TokenVerifier, check_secret
+from .api import ServerAPI, ServerAPIMethods
 from .authority import REVOKE, Authority
 from .connection import Connection, Outgoing, Transport, close_within
 from .delivery import Delivery
+from .frames import FrameHandlers
 from .logs import client_faults
 from .membership import Membership
+from .metrics import Counts, ServerMetrics
 from .presence import MemoryPresence, Presence
 from .recovery import RoomLog
-from .relay import Relay
+from .relay import Inbound, Relay
 from .settings import Settings
 
 log = logging.getLogger("wskit.server")
@@ -54,7 +56,7 @@ _CLIENT_FAULTS = {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SLOW_CONSUMER,
                   CloseCode.UNSUPPORTED_DATA, CloseCode.RATE_LIMITED}
 
 
-class ChatServer:
+class ChatServer(ServerAPIMethods):
     """One wskit instance. Start it, hand it connections, stop it.
 
     ``backplane`` is a :class:`Backplane`, a URL (``memory://``, ``fakeredis://``,
@@ -81,6 +83,9 @@ class ChatServer:
         #: host names (beyond IP literals and ``localhost``) that ``/healthz`` and
         #: ``/token`` answer to; the runner adds the host it binds
         self.allowed_hosts: set[str] = {h.lower() for h in settings.allowed_hosts or ()}
+        #: plain counters the modules bump; ``metrics`` reads them when scraped
+        self.stats = Counts()
+        self.draining = False  # stop() under way: /readyz answers 503
         name = settings.instance_name or "wskit"
         self.instance_id = f"{name}-{uuid.uuid4().hex[:6]}"
         self.hub: Hub[Connection] = Hub()
@@ -107,6 +112,13 @@ class ChatServer:
         #: by id: a post back from the bus names its sender by id
         self._connections: dict[str, Connection] = {}
         self._started = False
+        self.delivery.stats = self.membership.stats = self.stats
+        #: this instance's Prometheus registry (``/metrics``), never the global one
+        self.metrics = ServerMetrics(self)
+        #: publish, disconnect, presence, history from code (wskit.server.api)
+        self.api = ServerAPI(self)
+        #: custom frame types (``@server.on("app.typing", Schema)``: wskit.server.frames)
+        self.frames = FrameHandlers(self)
 
     @property
     def backplane(self) -> Backplane | None:
@@ -127,12 +139,18 @@ class ChatServer:
             await self.relay.start()
         self.presence.start()
         self._started = True
+        self.draining = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
 
     async def stop(self, code: int = CloseCode.SERVICE_RESTART,
                    reason: str = "server restarting: reconnect to resume") -> None:
         """Drain: close every connection with 1012 (pending frames flushed first), so
         clients reconnect, elsewhere if need be, and recover what they miss; then
         the backplane. Closing takes at most ``drain_timeout`` s in all."""
+        self.draining = True
         self.presence.pause()  # the closes first; presence catches up in its stop()
         closing = [asyncio.ensure_future(c.close(code, reason, flush=True))
                    for c in list(self._connections.values())]
@@ -179,9 +197,15 @@ class ChatServer:
         cannot forge it; non-browser clients usually send none and are let
         through (they could forge any header anyway; the token is what
         authenticates them). With no ``Settings.origins``, only the server's own
-        pages (``Origin`` host equal to the ``Host`` header) pass.
+        pages (``Origin`` host equal to the ``Host`` header) pass, and only on a
+        ``Host`` this server answers (:meth:`host_allowed`): after DNS rebinding, a
+        hostile page is same-origin with itself (``Origin`` and ``Host`` both
+        ``evil.example``), so the Host check is what refuses it.
         """
-        return origin_allowed(origin, host, self.settings.origins)
+        allowed = self.settings.origins
+        if not origin_allowed(origin, host, allowed):
+            return False
+        return origin is None or allowed is not None or self.host_allowed(host)
 
     def host_allowed(self, host: str | None) -> bool:
         """DNS-rebinding guard for ``/healthz`` and ``/token`` (see security.origins)."""
@@ -210,9 +234,11 @@ class ChatServer:
         upgrade, because a browser cannot read the status of a refused one).
         ``remote`` is the client's IP address, for ``max_connections_per_ip``.
         """
+        self.stats.connections += 1
         try:
             claims = await self.claims(token)
         except AuthError as exc:
+            self.stats.closed(CloseCode.UNAUTHORIZED)
             if not await close_within(transport, CloseCode.UNAUTHORIZED, str(exc),
                                       self.settings.close_timeout):
                 transport.abort()
@@ -309,6 +335,7 @@ class ChatServer:
 
     def _on_close(self, conn: Connection) -> None:
         """Called once, synchronously, when a connection starts closing."""
+        self.stats.closed(conn.close_code)
         reader = conn.reader
         # (a close by the reading task itself needs no cancel: its loop checks
         # conn.closing before it reads again)
@@ -332,6 +359,9 @@ class ChatServer:
             await self.delivery.posts_done(conn)
             if not self._admit(conn, exc.ref):
                 return
+            if exc.code == "unknown_type" and self.frames.handlers and \
+                    await self.frames.dispatch(conn, text, exc.ref):
+                return  # a custom frame type: its handler answered
             conn.deliver(protocol.error_frame(exc.code, exc.message, exc.ref))
             return
         if type(request) is protocol.Pong:
@@ -370,6 +400,7 @@ class ChatServer:
         verdict = bucket.take(asyncio.get_running_loop().time())
         if verdict is Verdict.ACCEPT:
             return True
+        self.stats.rate_limited += 1
         if verdict is Verdict.CLOSE:
             # flush: the rate_limited errors already queued are its replies
             conn.close_soon(CloseCode.RATE_LIMITED,
@@ -383,22 +414,20 @@ class ChatServer:
 
     # -- from other instances -----------------------------------------------
 
-    def _route(self, kind: str, key: str, text: str, offset: int | None,
-               sender: str | None) -> None:
-        if kind == "user":
-            if text.startswith(_REVOKE_HEAD):  # revoke(): another instance's
-                self.authority.close_user(key)
+    def _route(self, event: Inbound) -> None:
+        if event.kind == "user":
+            if event.text.startswith(_REVOKE_HEAD):  # revoke(): another instance's
+                self.authority.close_user(event.target)
                 return
-            targets = self.hub.user_targets(key)
+            targets = self.hub.user_targets(event.target)
         else:
             # our own post, back from the bus: not to its sender
-            targets = self.hub.room_targets(
-                key, None if sender is None else self._connections.get(sender))
-        if kind == "room" and offset is None and text.startswith('{"type":"presence"'):
-            user = json.loads(text).get("userId")  # presence events go to the others
-            targets = [t for t in targets if t.user != user]
+            sender = None if event.sender is None else self._connections.get(event.sender)
+            targets = self.hub.room_targets(event.target, sender)
+            if event.whose is not None:  # a presence event: to the others
+                targets = [t for t in targets if t.user != event.whose]
         if targets:
-            self.delivery.fan_out(key, targets, Outgoing(text), offset)
+            self.delivery.fan_out(event.target, targets, Outgoing(event.text), event.offset)
 
     # -- revocation ----------------------------------------------------------
 

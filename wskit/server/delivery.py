@@ -31,6 +31,7 @@ from ..core.hub import Hub
 from ..core.protocol import CloseCode
 from ..exceptions import BackplaneUnavailable
 from .connection import Connection, Outgoing
+from .metrics import Counts
 from .recovery import RoomLog
 from .relay import Relay
 from .settings import Settings
@@ -64,6 +65,7 @@ class Delivery:
         #: answer ``sent`` even when no one was reached, so no reply tells whether a
         #: user is online (set under every authorization policy but open)
         self.hide_offline = False
+        self.stats = Counts()  # the server's, once it is made
 
     def next_id(self) -> str:
         return f"{self._instance_id}-{next(self._ids)}"
@@ -81,6 +83,7 @@ class Delivery:
                 f"you have not joined room {req.room!r}; send "
                 f'{{"type": "join", "roomId": "{req.room}"}} first', req.ref))
             return
+        self.stats.posts += 1
         mid, now = self.next_id(), time.time()
         text = protocol.encode({"type": "message", "roomId": req.room, "userId": conn.user,
                                 "content": req.content, "timestamp": now, "id": mid})
@@ -99,6 +102,7 @@ class Delivery:
         else:
             if log is None:  # history off: deliver here now, publish for the others
                 frame = Outgoing(text)  # encoded once, for every receiver
+                self.stats.deliveries += len(targets)
                 for target in targets:
                     target.deliver(frame)
             # History on: every instance, this one too, delivers it from the bus, in
@@ -138,6 +142,7 @@ class Delivery:
     def fan_out(self, room: str, targets: list[Connection], frame: Outgoing,
                  offset: int | None) -> None:
         """Deliver a room frame; a target rejoining the room gets it after its history."""
+        self.stats.deliveries += len(targets)
         log = self.log
         if offset is None or log is None or not log.buffers:
             for target in targets:
@@ -192,12 +197,14 @@ class Delivery:
         for target in self.hub.room_targets(room):
             if target.user != user:  # about others: a user's own tabs know it joined
                 target.deliver(frame)
+                self.stats.deliveries += 1
         if self.relay is not None:
             self.relay.post_room(room, text, "", None, _ignore)
 
     # -- direct messages --------------------------------------------------------
 
     async def direct(self, conn: Connection, req: protocol.Direct) -> None:
+        self.stats.directs += 1
         mid, now = self.next_id(), time.time()
         text = protocol.encode({"type": "direct", "from": conn.user, "to": req.to,
                                 "content": req.content, "timestamp": now, "id": mid})
@@ -242,6 +249,7 @@ class Delivery:
             if target is not sender:
                 target.deliver(frame)
                 reached += 1
+        self.stats.deliveries += reached
         return reached
 
     async def _to_remote_user(self, user: str, text: str) -> int:

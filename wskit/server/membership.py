@@ -11,11 +11,12 @@ subscription intents (:class:`~wskit.server.relay.Relay`) and presence intents
 from __future__ import annotations
 
 from ..core import protocol
-from ..core.history import with_offset
+from ..core.envelope import with_offset, with_raw
 from ..core.hub import Hub
 from ..exceptions import BackplaneUnavailable
 from .connection import Connection
 from .delivery import bus_down
+from .metrics import Counts
 from .presence import Presence
 from .recovery import RoomLog
 from .relay import Relay
@@ -35,6 +36,7 @@ class Membership:
         self.relay = relay
         self.log = log
         self.presence = presence
+        self.stats = Counts()  # the server's, once it is made
 
     async def join(self, conn: Connection, req: protocol.Join) -> None:
         rooms = self.settings.rooms
@@ -50,6 +52,7 @@ class Membership:
                 "too_many_rooms", f"a connection may be in at most {limit} rooms; leave "
                 "one first", req.ref))
             return
+        self.stats.joins += 1
         if self.hub.join(conn, req.room) and self.relay is not None:
             self.relay.room_opened(req.room)
         self.presence.want(req.room, conn.user)
@@ -67,6 +70,7 @@ class Membership:
                                   "message": f"joined without history: {bus_down(rejoin.error)}"}}
             if req.since is not None:
                 fields["recovered"] = False
+        self.stats.rejoined(fields.get("recovered"))
         # no await from here on: joined, what was missed, then what came meanwhile
         conn.deliver(protocol.reply("joined", req.ref, roomId=req.room, **fields))
         for frame in rejoin.replay:
@@ -89,10 +93,11 @@ class Membership:
         except BackplaneUnavailable as exc:
             conn.deliver(protocol.error_frame("history_unavailable", bus_down(exc), req.ref))
             return
+        self.stats.history_reads += 1
         messages = ",".join(with_offset(e.text, e.offset, page.epoch) for e in page.entries)
         head = protocol.reply("history", req.ref, roomId=req.room, offset=page.top,
                               epoch=page.epoch)
-        conn.deliver(f'{head[:-1]},"messages":[{messages}]}}')
+        conn.deliver(with_raw(head, f'"messages":[{messages}]'))
 
     def leave(self, conn: Connection, req: protocol.Leave) -> None:
         if not self.hub.is_member(conn, req.room):

@@ -11,7 +11,8 @@ client entries with per-entry expiry, refreshed by the node that owns them.)
 What this instance *wants* stored is always the hub's state, (room, user) pairs
 with at least one local connection. :class:`Presence` records that intent
 synchronously when the hub changes and a single worker makes the store match it,
-in order, exactly like the backplane's subscriptions: a close's "leave" can never
+in order, with the same helper as the broker's subscriptions
+(:class:`~wskit.backplane.reconcile.Reconciler`): a close's "leave" can never
 overtake a later join of the same user's other tab.
 
 The store answers "was this the user's first entry in the room, on any instance"
@@ -19,89 +20,27 @@ and "was it the last" atomically (a Lua script on Redis), which is what the
 ``presence`` events need: one ``join`` when the user's first connection anywhere
 joins, one ``leave`` when its last one leaves or its instance dies.
 
-:class:`MemoryPresence` is the same store in plain Python, with the clock passed
-in: the standalone server, ``memory://`` and the tests use it; Redis and
-fakeredis run the scripts in :mod:`wskit.backplane.redis`.
+:class:`~wskit.backplane.base.PresenceStore` is the store's interface (a broker
+offers one as its ``presence``); :class:`~wskit.backplane.memory.MemoryPresence`
+is the store in plain Python, with the clock passed in: the standalone server,
+``memory://`` and the tests use it; Redis and fakeredis run the scripts of
+:mod:`wskit.backplane.scripts`. Both names are importable from here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from typing import Protocol
 
+from ..backplane.base import PresenceStore
+from ..backplane.memory import MemoryPresence
+from ..backplane.reconcile import Reconciler
 from ..exceptions import BackplaneUnavailable
 
 log = logging.getLogger("wskit.presence")
 
 __all__ = ["MemoryPresence", "PresenceStore", "Presence"]
-
-
-class PresenceStore(Protocol):
-    """What :class:`Presence` needs of a store (a backplane is one)."""
-
-    async def presence_join(self, room: str, user: str, instance: str, ttl: float) -> bool:
-        """Add the entry; True if ``user`` had no live entry in ``room`` before."""
-
-    async def presence_leave(self, room: str, user: str, instance: str) -> bool:
-        """Remove the entry; True if ``user`` now has no live entry in ``room``."""
-
-    async def presence_refresh(self, room: str, users: list[str], instance: str,
-                               ttl: float) -> list[str]:
-        """Extend this instance's entries; drop expired ones; the users now gone."""
-
-    async def presence_list(self, room: str) -> list[str]:
-        """The users with a live entry in ``room``, sorted."""
-
-
-class MemoryPresence:
-    """The store in plain Python; ``clock`` gives seconds (monotonic by default)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._rooms: dict[str, dict[tuple[str, str], float]] = {}
-
-    def _alive(self, room: str, now: float) -> dict[tuple[str, str], float]:
-        entries = self._rooms.get(room, {})
-        return {k: t for k, t in entries.items() if t > now}
-
-    async def presence_join(self, room: str, user: str, instance: str, ttl: float) -> bool:
-        now = self.clock()
-        first = not any(u == user for u, _ in self._alive(room, now))
-        self._rooms.setdefault(room, {})[(user, instance)] = now + ttl
-        return first
-
-    async def presence_leave(self, room: str, user: str, instance: str) -> bool:
-        entries = self._rooms.get(room, {})
-        entries.pop((user, instance), None)
-        last = not any(u == user for u, _ in self._alive(room, self.clock()))
-        if not entries:
-            self._rooms.pop(room, None)
-        return last
-
-    async def presence_refresh(self, room: str, users: list[str], instance: str,
-                               ttl: float) -> list[str]:
-        now = self.clock()
-        entries = self._rooms.setdefault(room, {})
-        expired = [k for k, t in entries.items() if t <= now]
-        for key in expired:
-            del entries[key]
-        for user in users:
-            entries[(user, instance)] = now + ttl
-        alive = {u for u, _ in entries}
-        gone = list(dict.fromkeys(u for u, _ in expired if u not in alive))
-        if not entries:
-            self._rooms.pop(room, None)
-        return gone
-
-    async def presence_list(self, room: str) -> list[str]:
-        return self.users(room)
-
-    def users(self, room: str) -> list[str]:
-        """The users with a live entry in ``room``, sorted (synchronous)."""
-        return sorted({u for u, _ in self._alive(room, self.clock())})
 
 
 #: ``announce(room, user, event)``: tell the room's members, here and elsewhere
@@ -112,8 +51,9 @@ class Presence:
     """Keeps one instance's entries in a :class:`PresenceStore` equal to its hub.
 
     The server calls :meth:`want` and :meth:`unwant` synchronously when a user's
-    first connection here joins a room or its last one here leaves; a single
-    worker applies the changes in that order.
+    first connection here joins a room or its last one here leaves; one worker (a
+    :class:`~wskit.backplane.reconcile.Reconciler`, as for the broker's
+    subscriptions) applies the changes in that order, one at a time.
     """
 
     def __init__(self, store: PresenceStore, instance: str, ttl: float,
@@ -122,18 +62,23 @@ class Presence:
         self.instance = instance
         self.ttl = ttl
         self._announce = announce
-        #: (room, user) pairs with a connection here: what the store should hold
-        self.wanted: set[tuple[str, str]] = set()
-        #: what the store holds for this instance, as far as we know
-        self.applied: set[tuple[str, str]] = set()
-        #: pairs changed since the worker last looked, in order of first change
-        self._pending: dict[tuple[str, str], None] = {}
-        self._worker: asyncio.Task[None] | None = None
+        #: (room, user) pairs with a connection here (``wanted``: what the store
+        #: should hold) and what it holds for this instance as far as we know
+        #: (``applied``)
+        self.entries: Reconciler[tuple[str, str]] = Reconciler(
+            self._apply, name=f"wskit-presence-apply-{instance}", batch=False)
         self._refresher: asyncio.Task[None] | None = None
-        self._paused = False
         #: one store operation sequence at a time: a refresh must never re-add an
         #: entry that a concurrent leave just removed
         self._lock = asyncio.Lock()
+
+    @property
+    def wanted(self) -> set[tuple[str, str]]:
+        return self.entries.wanted
+
+    @property
+    def applied(self) -> set[tuple[str, str]]:
+        return self.entries.applied
 
     def start(self) -> None:
         self._refresher = asyncio.get_running_loop().create_task(
@@ -142,7 +87,7 @@ class Presence:
     def pause(self) -> None:
         """Record changes but apply none until :meth:`stop` (a draining server closes
         every connection at once: their store round trips wait until the closes are out)."""
-        self._paused = True
+        self.entries.pause()
 
     async def stop(self) -> None:
         """Apply what is pending, then remove this instance's entries, announcing the
@@ -151,9 +96,8 @@ class Presence:
             self._refresher.cancel()
             await asyncio.wait({self._refresher})
             self._refresher = None
-        await self.idle()
-        self._paused = False
-        await self._apply()
+        self.entries.resume()
+        await self.entries.settle()
         async with self._lock:
             for room, user in sorted(self.applied):
                 try:
@@ -163,26 +107,16 @@ class Presence:
                 if last:
                     self._tell(room, user, "leave")
             self.applied.clear()
+        await self.entries.stop()
 
     async def idle(self) -> None:
-        while self._worker is not None and not self._worker.done():
-            await asyncio.wait({self._worker})
+        await self.entries.idle()
 
     def want(self, room: str, user: str) -> None:
-        self.wanted.add((room, user))
-        self._changed((room, user))
+        self.entries.want((room, user))
 
     def unwant(self, room: str, user: str) -> None:
-        self.wanted.discard((room, user))
-        self._changed((room, user))
-
-    def _changed(self, key: tuple[str, str]) -> None:
-        self._pending[key] = None
-        if self._paused:
-            return
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(
-                self._apply(), name=f"wskit-presence-apply-{self.instance}")
+        self.entries.unwant((room, user))
 
     async def users(self, room: str) -> list[str]:
         """Who is in ``room`` anywhere: the store's answer, corrected by what this
@@ -192,29 +126,22 @@ class Presence:
         stale = {u for r, u in self.applied if r == room} - here
         return sorted((stored - stale) | here)
 
-    async def _apply(self) -> None:
+    async def _apply(self, changes: list[tuple[tuple[str, str], bool]]) -> int:
+        """The entries' ``apply``: a join or a leave, announced if it was the user's
+        first or last entry anywhere; 0 when the store is unreachable (the next
+        refresh tick retries)."""
         async with self._lock:
-            while self._pending:
-                key = next(iter(self._pending))
-                del self._pending[key]
-                room, user = key
+            for done, ((room, user), on) in enumerate(changes):
                 try:
-                    if key in self.wanted and key not in self.applied:
-                        first = await self.store.presence_join(room, user, self.instance,
-                                                               self.ttl)
-                        self.applied.add(key)
-                        if first:
+                    if on:
+                        if await self.store.presence_join(room, user, self.instance, self.ttl):
                             self._tell(room, user, "join")
-                    elif key not in self.wanted and key in self.applied:
-                        last = await self.store.presence_leave(room, user, self.instance)
-                        self.applied.discard(key)
-                        if last:
-                            self._tell(room, user, "leave")
+                    elif await self.store.presence_leave(room, user, self.instance):
+                        self._tell(room, user, "leave")
                 except BackplaneUnavailable as exc:
-                    # kept as wished: the next refresh tick tries again
-                    self._pending[key] = None
                     log.debug("presence update deferred: %s", exc)
-                    return
+                    return done
+            return len(changes)
 
     def _tell(self, room: str, user: str, event: str) -> None:
         if self._announce is not None:
@@ -241,5 +168,4 @@ class Presence:
                     return
                 for user in gone:
                     self._tell(room, user, "leave")
-        if self._pending:
-            self._changed(next(iter(self._pending)))
+        self.entries.retry()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..exceptions import ConfigError
@@ -111,6 +111,11 @@ class Settings:
     #: connections one client IP may hold on this instance; None: no bound (offices
     #: share an IP). Over it: close 4009
     max_connections_per_ip: int | None = None
+    #: serve ``GET /metrics`` (Prometheus text format; docs/api.md)
+    metrics: bool = True
+    #: the HTTP API's key (``Authorization: Bearer KEY``); None: the API is off (404).
+    #: Kept out of ``repr`` so that a logged Settings does not leak it
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_message_size < 256:
@@ -127,6 +132,9 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive (use None to turn it off)")
+        if self.api_key is not None and len(self.api_key) < 16:
+            raise ConfigError("api_key must be at least 16 characters (e.g. "
+                              "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if self.history_size < 0:
             raise ConfigError("history_size must be 0 (off) or more")
         if self.history_ttl <= 0 or self.drain_timeout <= 0 or self.presence_ttl <= 0:

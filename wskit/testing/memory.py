@@ -211,6 +211,7 @@ class GatedBackplane(MemoryBackplane):
         self._gates: dict[str, Gate] = {}
         #: the size of every batch the server sent (:meth:`Backplane.send`), in order
         self.batches: list[int] = []
+        self._drops = 0
 
     @property
     def subscribed(self) -> set[str]:
@@ -238,12 +239,14 @@ class GatedBackplane(MemoryBackplane):
     def drop(self) -> None:
         """The connection is lost: every subscription with it (as with Redis)."""
         self.up = False
+        self._drops += 1  # a call still held at a gate died with the connection
         self._set_subscribed(set())
+        self.subscriptions.reset(set())
 
     async def restore(self) -> None:
         """Reconnected: resubscribe to everything wanted, as the Redis listener does."""
         self.up = True
-        await self.sync()
+        await self.subscriptions.settle()
 
     async def _pass(self, op: str) -> None:
         """Wait at ``op``'s gate, if it is held."""
@@ -281,7 +284,9 @@ class GatedBackplane(MemoryBackplane):
             raise BackplaneUnavailable("gated backplane dropped")
         return await super().read(key, retention, after=after, last=last)
 
-    async def _apply(self, wanted: set[str]) -> None:
+    async def _apply(self, add: set[str], remove: set[str]) -> bool:
+        drops = self._drops
         await self._pass("apply")
-        if self.up:
-            self._set_subscribed(wanted)
+        if not self.up or drops != self._drops:
+            return False
+        return await super()._apply(add, remove)
