@@ -65,6 +65,7 @@ class Counts:
 
     def closed(self, code: int | None) -> None:
         if code is not None:
+            code = int(code)  # a CloseCode is one key with its plain int (and a "4001" label)
             self.closes[code] = self.closes.get(code, 0) + 1
 
     def rejoined(self, recovered: Any) -> None:
@@ -115,7 +116,7 @@ class _Collector:
         closes = CounterMetricFamily("wskit_closes", "connections closed, by close code",
                                      labels=["code"])
         for code, n in sorted(c.closes.items()):
-            closes.add_metric([str(code)], n)
+            closes.add_metric([str(int(code))], n)  # str() of an IntEnum is its name on 3.10
         yield closes
         yield _counter("wskit_slow_reader_closes", "connections closed with 4008 (not reading)",
                        c.closes.get(4008, 0))
