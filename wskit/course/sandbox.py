@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import itertools
 import json
 import os
@@ -59,6 +60,28 @@ _UIDS = itertools.count()
 _UID_BASE, _UID_SPAN = 61000, 4000
 _lock = threading.Lock()
 _mode: str | None = None
+#: one lock file per sandbox uid: a uid is a sandbox's own across every grader process
+#: on the machine (two graders, or two pytest workers, would otherwise hand out the
+#: same uid, and one's cleanup, which kills whatever runs as its uid, kills the other's)
+_UID_LOCKS = Path(tempfile.gettempdir()) / "wskit-sandbox-uids"
+
+
+def _claim_uid() -> tuple[int, int]:
+    """A uid no other live sandbox on this machine holds, and the fd that holds it
+    (an flock: the kernel lets it go when the fd closes or the grader dies)."""
+    _UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    with _lock:
+        start = next(_UIDS)
+    for i in range(_UID_SPAN):
+        uid = _UID_BASE + (os.getpid() + start + i) % _UID_SPAN
+        fd = os.open(_UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return uid, fd
+    raise RuntimeError(f"all {_UID_SPAN} sandbox uids are in use")
 
 
 class SandboxDied(Exception):
@@ -149,13 +172,13 @@ class Sandbox:
         covers = _covers(hide, self.dir)
         (self.dir / "submission.ipynb").write_bytes(notebook)
         self.uid: int | None = None
+        self._uid_lock: int | None = None
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.dir), "LANG": "C.UTF-8",
                "PYTHONHASHSEED": "0", "WSKIT_SANDBOX_MEMORY": str(memory),
                "WSKIT_SANDBOX_CPU": str(cpu)}
         python = [sys.executable, "-I", "-c", _boot()]
         if self.mode == "root":
-            with _lock:
-                self.uid = _UID_BASE + next(_UIDS) % _UID_SPAN
+            self.uid, self._uid_lock = _claim_uid()
             stage = tempfile.mkdtemp(prefix="stage-", dir=self.dir)
             for path in (self.dir, self.dir / "submission.ipynb"):
                 os.chown(path, self.uid, self.uid)
@@ -247,6 +270,9 @@ class Sandbox:
             self.proc.wait(10)
         if self.uid is not None:
             _kill_uid(self.uid)
+        if self._uid_lock is not None:  # only now may another sandbox take the uid
+            os.close(self._uid_lock)
+            self._uid_lock = None
         for stream in (self.proc.stdin, self.proc.stdout):
             with contextlib.suppress(OSError):
                 stream.close() if stream else None
