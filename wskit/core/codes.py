@@ -42,6 +42,8 @@ class CloseCode(enum.IntEnum):
     TRY_AGAIN_LATER = 1013
     UNAUTHORIZED = 4001  #: no token, or a malformed, badly signed or expired one
     HEARTBEAT_TIMEOUT = 4002  #: no ``pong`` within ``ping_timeout`` of a ``ping``
+    #: the application refused the connection (its ``on_connect`` hook): final
+    FORBIDDEN = 4003
     SLOW_CONSUMER = 4008  #: the client stopped reading: its outbox overflowed or did not drain
     RATE_LIMITED = 4029  #: the client kept sending after ``rate_limited`` errors (cf. HTTP 429)
     TOO_MANY_CONNECTIONS = 4009  #: over ``max_connections_per_user`` or ``_per_ip`` (final)

@@ -28,7 +28,7 @@ RECONNECT: frozenset[int | None] = frozenset({
 FINAL: frozenset[int] = frozenset({
     CloseCode.NORMAL, CloseCode.UNSUPPORTED_DATA, CloseCode.INVALID_DATA,
     CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG, CloseCode.UNAUTHORIZED,
-    CloseCode.RATE_LIMITED,
+    CloseCode.RATE_LIMITED, CloseCode.FORBIDDEN,
     CloseCode.TOO_MANY_CONNECTIONS,  # a bound the server set: coming back only adds load
 })
 

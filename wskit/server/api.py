@@ -26,7 +26,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..backplane import Backplane, Sent, decode_envelope
 from ..core import protocol
@@ -36,8 +36,11 @@ from ..exceptions import BackplaneUnavailable, ConfigError
 from .connection import Outgoing
 from .frames import FrameHandlers, Handler
 
+H = TypeVar("H", bound=Callable[..., Any])
+
 if TYPE_CHECKING:
     from .chat import ChatServer
+    from .hooks import Hooks
 
 __all__ = ["ServerAPI", "ServerAPIMethods", "Disconnected", "DISCONNECT_TYPE",
            "message_frame", "disconnect_frame", "check_close", "check_post", "history_answer"]
@@ -233,11 +236,34 @@ class ServerAPIMethods:
 
     api: ServerAPI
     frames: FrameHandlers
+    hooks: Hooks
 
     def on(self, kind: str, schema: Any = None, *,
            action: str | None = None) -> Callable[[Handler], Handler]:
         """Register a handler for a custom frame type: see :mod:`wskit.server.frames`."""
         return self.frames.on(kind, schema, action=action)
+
+    # lifecycle hooks (wskit.server.hooks): ``@server.on_post`` above ``async def``
+    def on_connect(self, hook: H) -> H:
+        """``async def hook(ctx)``: before ``welcome``; a ProtocolError refuses (4003)."""
+        return self.hooks.register("on_connect", hook)
+
+    def on_join(self, hook: H) -> H:
+        """``async def hook(ctx, room)``: before a join; a ProtocolError refuses it."""
+        return self.hooks.register("on_join", hook)
+
+    def on_post(self, hook: H) -> H:
+        """``async def hook(ctx, room, content)``: before a post; a str returned replaces
+        the content, a ProtocolError refuses it."""
+        return self.hooks.register("on_post", hook)
+
+    def on_leave(self, hook: H) -> H:
+        """``async def hook(ctx, room)``: after a leave, or a close that left ``room``."""
+        return self.hooks.register("on_leave", hook)
+
+    def on_disconnect(self, hook: H) -> H:
+        """``async def hook(ctx)``: after the connection closed."""
+        return self.hooks.register("on_disconnect", hook)
 
     async def publish(self, room: str, content: str, *, user: str = "server") -> int | None:
         """See :meth:`ServerAPI.publish`."""

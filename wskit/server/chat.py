@@ -38,6 +38,7 @@ from .authority import REVOKE, Authority
 from .connection import Connection, Outgoing, Transport, close_within
 from .delivery import Delivery
 from .frames import FrameHandlers
+from .hooks import Hooks
 from .logs import client_faults
 from .membership import Membership
 from .metrics import Counts, ServerMetrics
@@ -119,6 +120,8 @@ class ChatServer(ServerAPIMethods):
         self.api = ServerAPI(self)
         #: custom frame types (``@server.on("app.typing", Schema)``: wskit.server.frames)
         self.frames = FrameHandlers(self)
+        #: on_connect, on_join, on_post, on_leave, on_disconnect (wskit.server.hooks)
+        self.hooks = Hooks(self)
 
     @property
     def backplane(self) -> Backplane | None:
@@ -160,6 +163,7 @@ class ChatServer(ServerAPIMethods):
                 fut.cancel()
             if slow:
                 await asyncio.wait(slow)
+        await self.hooks.idle(self.settings.drain_timeout)
         await self.presence.stop()
         if self.relay is not None:
             await self.relay.stop(timeout=self.settings.drain_timeout)
@@ -168,6 +172,7 @@ class ChatServer(ServerAPIMethods):
     async def settled(self) -> None:
         """Wait until background bookkeeping (unsubscribing after a close, presence)
         is done."""
+        await self.hooks.idle()
         await self.presence.idle()
         if self.relay is not None:
             await self.relay.idle()
@@ -262,16 +267,23 @@ class ChatServer(ServerAPIMethods):
         self._connections[conn.id] = conn
         self.authority.attach(conn, claims, remote)
         try:
+            refusal, greeting = await self.hooks.connecting(conn, claims)
+            if refusal is not None:
+                conn.close_soon(CloseCode.FORBIDDEN, refusal)
+                return
             if self.hub.add(conn, user) and self.relay is not None:
                 self.relay.user_arrived(user)
                 await self.relay.settle()
             conn.start()
             conn.deliver(self._welcome(conn))
+            for frame in greeting:  # what on_connect sent, after welcome
+                conn.deliver(frame)
             await self._read(conn)
         finally:
             await conn.close(CloseCode.NORMAL)
             self._connections.pop(conn.id, None)
             self.delivery.forget(conn)
+            self.hooks.disconnected(conn)
 
     async def _read(self, conn: Connection) -> None:
         """The read loop, run in the task that serves the connection: no task of its
@@ -346,6 +358,8 @@ class ChatServer(ServerAPIMethods):
         if conn.close_code in _CLIENT_FAULTS:
             client_faults.log(logging.INFO, "closing %s (user %r) with %s: %s", conn.id,
                               conn.user, conn.close_code, conn.close_reason)
+        if self.hooks.on_leave is not None:
+            self.hooks.left(conn, list(self.hub.rooms_of(conn)))
         self.membership.depart(conn)
         self.authority.detach(conn)
 
@@ -376,11 +390,17 @@ class ChatServer(ServerAPIMethods):
             return
         match request:
             case protocol.Post():
+                if self.hooks.on_post is not None:
+                    post = await self.hooks.posting(conn, request)
+                    if post is None:
+                        return
+                    request = post
                 await self.delivery.post(conn, request)
             case protocol.Join():
-                await self.membership.join(conn, request)
+                if self.hooks.on_join is None or await self.hooks.joining(conn, request):
+                    await self.membership.join(conn, request)
             case protocol.Leave():
-                self.membership.leave(conn, request)
+                self._leave(conn, request)
             case protocol.Direct():
                 await self.delivery.direct(conn, request)
             case protocol.History():
@@ -390,7 +410,13 @@ class ChatServer(ServerAPIMethods):
             case protocol.Ping():
                 conn.deliver(protocol.reply("pong", request.ref))
             case protocol.Refresh():
-                await self.authority.refresh(conn, request, self.membership.leave)
+                await self.authority.refresh(conn, request, self._leave)
+
+    def _leave(self, conn: Connection, req: protocol.Leave) -> None:
+        joined = self.hooks.on_leave is not None and self.hub.is_member(conn, req.room)
+        self.membership.leave(conn, req)
+        if joined:
+            self.hooks.left(conn, [req.room])
 
     def _admit(self, conn: Connection, ref: protocol.Ref) -> bool:
         """Spend a token of the connection's rate limit; answer or close if none is left."""

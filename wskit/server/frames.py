@@ -70,7 +70,7 @@ class FrameContext:
         if self.replied:
             raise RuntimeError("a frame gets exactly one reply")
         self.replied = True
-        out: dict[str, Any] = {"type": "ack"} if frame is None else _outgoing(frame)
+        out: dict[str, Any] = {"type": "ack"} if frame is None else outgoing(frame)
         if self.ref is not None:
             out["ref"] = self.ref
         self.conn.deliver(protocol.encode(out))
@@ -81,7 +81,7 @@ class FrameContext:
         s = self._server
         if not s.hub.is_member(self.conn, room):
             raise ProtocolError("not_joined", f"join room {room!r} to publish to it")
-        text = protocol.encode(_outgoing(frame))
+        text = protocol.encode(outgoing(frame))
         targets = s.hub.room_targets(room, exclude=self.conn)
         s.delivery.fan_out(room, targets, Outgoing(text), None)
         if s.relay is not None:
@@ -90,7 +90,7 @@ class FrameContext:
     async def send_to(self, user: str, frame: dict[str, Any]) -> None:
         """``frame`` to every connection of ``user`` (not this one), on every instance."""
         s = self._server
-        text = protocol.encode(_outgoing(frame))
+        text = protocol.encode(outgoing(frame))
         out = Outgoing(text)
         targets = [t for t in s.hub.user_targets(user) if t is not self.conn]
         s.stats.deliveries += len(targets)
@@ -103,7 +103,8 @@ class FrameContext:
                 raise ProtocolError("backplane_unavailable", str(exc)) from None
 
 
-def _outgoing(frame: dict[str, Any]) -> dict[str, Any]:
+def outgoing(frame: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an application's frame, its type checked (``prefix.name``)."""
     if not isinstance(frame, dict):
         raise TypeError("a frame is a dict")
     check_type(frame.get("type"))
