@@ -81,6 +81,10 @@ class FrameContext:
         s = self._server
         if not s.hub.is_member(self.conn, room):
             raise ProtocolError("not_joined", f"join room {room!r} to publish to it")
+        self._publish(room, frame)
+
+    def _publish(self, room: str, frame: dict[str, Any]) -> None:
+        s = self._server
         text = protocol.encode(outgoing(frame))
         targets = s.hub.room_targets(room, exclude=self.conn)
         s.delivery.fan_out(room, targets, Outgoing(text), None)

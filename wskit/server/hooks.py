@@ -56,7 +56,7 @@ H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 
 class HookContext(FrameContext):
     """A hook's view of the connection: ``ctx.user``, ``ctx.claims``, ``ctx.send(frame)``
-    to this connection, and :class:`FrameContext`'s ``publish`` and ``send_to``."""
+    to this connection, ``publish(room, frame)`` and ``send_to(user, frame)``."""
 
     __slots__ = ("claims", "held")
 
@@ -66,6 +66,12 @@ class HookContext(FrameContext):
         self.claims = claims
         #: frames sent by on_connect, held until after ``welcome`` (always the first frame)
         self.held: list[str] | None = None
+
+    async def publish(self, room: str, frame: dict[str, Any]) -> None:
+        """``frame`` to the room's members but this connection, on every instance.
+        Unlike a handler's, a hook's publish needs no membership: the hook is the
+        application's code, and ``on_leave`` runs after the user left."""
+        self._publish(room, frame)
 
     def send(self, frame: dict[str, Any]) -> None:
         """A custom frame (``prefix.name``) to this connection only; any number of them."""
