@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
 from .exceptions import WskitError
 from .runner.serve import FRAMEWORKS, LOOPS, run, serve
+from .runner.signals import stop_on_signals
 from .security.policy import POLICIES
 from .security.tokens import issue_token
 
@@ -50,6 +50,9 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compression", action="store_true",
                    help="accept permessage-deflate when a client offers it (default off: "
                         "tens of KB per connection, a compression per receiver per broadcast)")
+    p.add_argument("--content-type", choices=("text", "json"), default="text",
+                   help="what a post's content may be: a string (text), or also a JSON "
+                        "object (json)")
     p.add_argument("--history-size", type=int, default=100, metavar="N",
                    help="messages kept per room for recovery and history (0: off)")
     p.add_argument("--history-ttl", type=float, default=3600.0, metavar="SECONDS",
@@ -117,6 +120,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         protocol_ping_interval=args.protocol_ping_interval,
         protocol_ping_timeout=args.protocol_ping_timeout,
         max_message_size=args.max_message_size, compression=args.compression,
+        content_type=args.content_type,
         rate_limit=args.rate_limit, rate_burst=args.rate_burst,
         history_size=args.history_size, history_ttl=args.history_ttl,
         drain_timeout=args.drain_timeout, namespace=args.namespace,
@@ -298,31 +302,7 @@ async def _serve(args: argparse.Namespace) -> None:
     handle = await serve(args.framework, host=args.host, port=args.port, name="cli",
                          **_settings(args, instance_name=args.framework))
     print(handle.url, flush=True)
-    _stop_on_signals(handle.stop)
     await handle.serve_forever()
-
-
-_stopping: set[asyncio.Task[None]] = set()
-
-
-def _stop_on_signals(stop: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """SIGTERM (a deploy) and Ctrl-C drain: 1012 to every client, then exit 0.
-
-    Ctrl-C is handled on the loop too: left to Python 3.10's asyncio.run, the
-    KeyboardInterrupt lands wherever the loop happens to be, possibly inside a
-    library's ``async with lock``, and the shutdown then waits on that lock forever.
-    A second Ctrl-C interrupts at once.
-    """
-    loop = asyncio.get_running_loop()
-
-    def on_signal(sig: signal.Signals) -> None:
-        if sig == signal.SIGINT:
-            loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C: KeyboardInterrupt
-        _stopping.add(loop.create_task(stop()))
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
-            loop.add_signal_handler(sig, on_signal, sig)
 
 
 async def _demo(args: argparse.Namespace) -> None:
@@ -342,8 +322,8 @@ async def _demo(args: argparse.Namespace) -> None:
             for h in handles:
                 await h.stop()
 
-        _stop_on_signals(stop_all)
-        await asyncio.gather(*(h.serve_forever() for h in handles))
+        stop_on_signals(stop_all)
+        await asyncio.gather(*(h.serve_forever(signals=False) for h in handles))
     finally:
         for h in handles:
             await h.stop()

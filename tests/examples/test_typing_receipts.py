@@ -112,5 +112,11 @@ async def test_the_example_runs_as_a_program(fw: str, clients) -> None:
         await alice.request({"type": "app.typing", "roomId": "lobby", "active": True})
         assert (await bob.expect("app.typing"))["userId"] == "alice"
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        proc.send_signal(signal.SIGINT)  # with clients still connected: a graceful stop
+        try:
+            code = await asyncio.wait_for(proc.wait(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert code == 0

@@ -40,6 +40,7 @@ from ..security.policy import Authorize
 from ..security.tokens import issue_token
 from ..server.chat import ChatServer
 from ..server.settings import Settings
+from .signals import stop_on_signals
 
 log = logging.getLogger("wskit.runner")
 
@@ -144,11 +145,19 @@ class RunningServer:
         if self._stopper is not None:
             await self._stopper()
 
-    async def serve_forever(self) -> None:
-        """Wait until :meth:`stop` is called (or the task is cancelled, then stop)."""
+    async def serve_forever(self, *, signals: bool = True) -> None:
+        """Wait until :meth:`stop` is called (or the task is cancelled, then stop).
+
+        With ``signals`` (the default), SIGTERM and the first Ctrl-C stop the server
+        gracefully, clients closed with 1012 and the call returns; see
+        :func:`~wskit.runner.signals.stop_on_signals` for why a script needs this.
+        """
+        undo = stop_on_signals(self.stop) if signals else None
         try:
             await self._stopped.wait()
         finally:
+            if undo is not None:
+                undo()
             await self.stop()
 
     async def __aenter__(self) -> RunningServer:
