@@ -77,7 +77,9 @@ class Publisher:
 
     async def publish(self, room: str, content: str, *, user: str = "server") -> int | None:
         """Post ``content`` to ``room`` as ``user``; its offset (None with history off).
-        Raises ValueError for bad input, BackplaneUnavailable when the bus is down."""
+        Raises ValueError for bad input, BackplaneUnavailable when the bus is down.
+        Text only: a publisher cannot know whether the servers accept object content
+        (``content_type``); ``ChatServer.publish`` on such a server can."""
         check_post(room, content, user, self.max_message_size)
         self._ids += 1
         text = message_frame(f"{self.instance_id}-{self._ids}", room, user, content, time.time())

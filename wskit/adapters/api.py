@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import protocol
 from ..core.protocol import ROOM_PATTERN
 from ..exceptions import BackplaneUnavailable
 from ..server.api import MAX_USER_LEN
@@ -177,7 +178,10 @@ async def handle_api(server: ChatServer, method: str, path: str, authorization: 
 
 async def _publish(server: ChatServer, query: Mapping[str, str], raw: bytes) -> Answer:
     obj = _body(raw, server.settings.max_message_size + _BODY_SLACK)
-    room, content = _string(obj, "roomId"), _string(obj, "content")
+    room = _string(obj, "roomId")
+    content: protocol.Content = (
+        obj["content"] if server.settings.content_type == "json"
+        and isinstance(obj.get("content"), dict) else _string(obj, "content"))
     user = _string(obj, "userId", required=False, default="server")
     offset = await server.publish(room, content, user=user)
     return json_answer(200, {"roomId": room, "offset": offset})

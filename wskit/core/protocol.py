@@ -81,10 +81,15 @@ class Leave:
     ref: str | int | None = None
 
 
+#: a post's content: text, or a JSON object where the server allows it
+#: (``Settings.content_type = "json"``)
+Content = str | dict[str, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Post:
     room: str
-    content: str
+    content: Content
     ref: str | int | None = None
 
 
@@ -150,6 +155,32 @@ def _check_encodable(value: str, name: str) -> None:
         ) from None
 
 
+#: how deep a JSON object as content may nest: the server re-encodes it for every
+#: frame it sends, deeper in the stack than json.loads parsed it
+MAX_CONTENT_DEPTH = 32
+
+
+def _object(value: dict[str, Any], name: str) -> dict[str, Any]:
+    """A JSON object as content: at most MAX_CONTENT_DEPTH deep, and every string in
+    it, keys included, encodable (a lone surrogate anywhere would fail at every
+    receiver). Iterative, so a walk never recurses."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)) and depth > MAX_CONTENT_DEPTH:
+            raise ProtocolError("invalid_value", f"field {name!r} nests deeper than "
+                                f"{MAX_CONTENT_DEPTH} levels")
+        if isinstance(item, dict):
+            for key in item:
+                _check_encodable(key, name)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str):
+            _check_encodable(item, name)
+    return value
+
+
 def _room(obj: dict, kind: str) -> str:
     # NFKC first (UAX #15): compatibility forms such as U+217C and U+2113 ("ⅼobby",
     # "ℓobby") become "lobby", so one room has one id. Cross-script look-alikes (a
@@ -212,11 +243,12 @@ def _limit(obj: dict) -> int | None:
     return limit
 
 
-def parse(text: str) -> Request:
+def parse(text: str, *, objects: bool = False) -> Request:
     """Parse one client text frame into a request, or raise :class:`ProtocolError`.
 
     The error's ``code`` is one of :data:`ERROR_CODES`; its message names the
     field and what was wrong with it, so the error frame can be shown to a user.
+    ``objects``: a post's content may be a JSON object as well as a string.
     """
     try:
         obj = json.loads(text)
@@ -237,14 +269,16 @@ def parse(text: str) -> Request:
         raise ProtocolError("wrong_type", f"field 'type' must be a string, got {_type_name(kind)}")
     ref = _ref(obj)
     try:
-        return _request(obj, kind, ref)
+        return _request(obj, kind, ref, objects)
     except ProtocolError as exc:
         exc.ref = ref  # the error frame answers the request it refuses
         raise
 
 
-def _request(obj: dict, kind: str, ref: Ref) -> Request:
+def _request(obj: dict, kind: str, ref: Ref, objects: bool = False) -> Request:
     if kind == "message":
+        if objects and isinstance(obj.get("content"), dict):
+            return Post(_room(obj, kind), _object(obj["content"], "content"), ref)
         return Post(_room(obj, kind), _field(obj, "content", kind), ref)
     if kind == "join":
         return Join(_room(obj, kind), ref, _since(obj))
@@ -301,7 +335,7 @@ def leave_request(room: str, *, ref: Ref = None) -> dict[str, Any]:
     return _with_ref({"type": "leave", "roomId": room}, ref)
 
 
-def post_request(room: str, content: str, *, ref: Ref = None) -> dict[str, Any]:
+def post_request(room: str, content: Content, *, ref: Ref = None) -> dict[str, Any]:
     """A room message (``"type": "message"`` on the wire, :class:`Post` once parsed)."""
     return _with_ref({"type": "message", "roomId": room, "content": content}, ref)
 

@@ -32,7 +32,7 @@ from ..backplane import Backplane, Sent, decode_envelope
 from ..core import protocol
 from ..core.history import Page, with_offset
 from ..core.protocol import CloseCode
-from ..exceptions import BackplaneUnavailable, ConfigError
+from ..exceptions import BackplaneUnavailable, ConfigError, ProtocolError
 from .connection import Outgoing
 from .frames import FrameHandlers, Handler
 
@@ -63,12 +63,20 @@ class Disconnected(NamedTuple):
     instances: int
 
 
-def check_post(room: Any, content: Any, user: Any, max_size: int) -> None:
+def check_post(room: Any, content: Any, user: Any, max_size: int,
+               objects: bool = False) -> None:
     """Refuse what a client's post would be refused for, with the same words."""
     if not isinstance(room, str) or not protocol.ROOM_PATTERN.fullmatch(room):
         raise ValueError("'roomId' must be 1-64 letters, digits, '_', '.', ':' or '-'")
+    if objects and isinstance(content, dict):
+        try:  # the same checks as a client's post, on the same JSON a client would send
+            protocol.parse(json.dumps({"type": "message", "roomId": room, "content": content}),
+                           objects=True)
+        except (ProtocolError, TypeError, ValueError) as exc:
+            raise ValueError(f"'content': {exc}") from None
+        content = json.dumps(content, ensure_ascii=False)
     if not isinstance(content, str):
-        raise ValueError("'content' must be a string")
+        raise ValueError("'content' must be a string" + (" or a JSON object" if objects else ""))
     if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_LEN or not user.isprintable():
         raise ValueError(f"'userId' must be 1-{MAX_USER_LEN} printable characters")
     if len(content.encode("utf-8", "surrogatepass")) > max_size:
@@ -88,7 +96,8 @@ def check_close(code: Any, reason: Any) -> None:
         raise ValueError("'reason' must be a string of at most 120 bytes")
 
 
-def message_frame(mid: str, room: str, user: str, content: str, now: float) -> str:
+def message_frame(mid: str, room: str, user: str, content: protocol.Content,
+                  now: float) -> str:
     """The ``message`` frame, as a client's post makes it (docs/protocol.md)."""
     return protocol.encode({"type": "message", "roomId": room, "userId": user,
                             "content": content, "timestamp": now, "id": mid})
@@ -123,13 +132,15 @@ class ServerAPI:
 
     # -- publish ------------------------------------------------------------------
 
-    async def publish(self, room: str, content: str, *, user: str = "server") -> int | None:
+    async def publish(self, room: str, content: protocol.Content, *,
+                      user: str = "server") -> int | None:
         """Post ``content`` to ``room`` as ``user``; the post's offset (None with history
         off). Raises ValueError for what a client would get an error frame for, and
         BackplaneUnavailable when the bus is down (then it reached this instance only).
         """
         s = self._server
-        check_post(room, content, user, s.settings.max_message_size)
+        check_post(room, content, user, s.settings.max_message_size,
+                   s.settings.content_type == "json")
         s.stats.posts += 1
         s.stats.api_publishes += 1
         d, relay, log = s.delivery, s.relay, s.log
@@ -265,7 +276,8 @@ class ServerAPIMethods:
         """``async def hook(ctx)``: after the connection closed."""
         return self.hooks.register("on_disconnect", hook)
 
-    async def publish(self, room: str, content: str, *, user: str = "server") -> int | None:
+    async def publish(self, room: str, content: protocol.Content, *,
+                      user: str = "server") -> int | None:
         """See :meth:`ServerAPI.publish`."""
         return await self.api.publish(room, content, user=user)
 

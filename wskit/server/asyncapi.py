@@ -29,8 +29,11 @@ _PARTIAL: dict[str, Any] = {
     "type": "object", "required": ["code", "message"], "additionalProperties": False,
     "properties": {"code": _STR, "message": _STR},
     "description": "delivered (or joined) on this instance only: the backplane is down"}
+#: a post's content: a string, or a JSON object on a server run with content_type "json"
+_CONTENT: dict[str, Any] = {"anyOf": [_STR, {"type": "object"}],
+                            "description": "a string; an object too with content_type json"}
 _MESSAGE_PROPS: dict[str, Any] = {
-    "type": {"const": "message"}, "roomId": _ROOM, "userId": _STR, "content": _STR,
+    "type": {"const": "message"}, "roomId": _ROOM, "userId": _STR, "content": _CONTENT,
     "timestamp": _NUM, "id": _STR, "offset": _INT, "epoch": _EPOCH}
 
 
@@ -118,7 +121,7 @@ def client_message_schemas() -> dict[str, dict[str, Any]]:
         "join": _frame("join", ["roomId"], {"roomId": _ROOM, "since": since},
                        "enter a room (with since: and get what was missed)", ref=True),
         "leave": _frame("leave", ["roomId"], {"roomId": _ROOM}, "leave a room", ref=True),
-        "post": _frame("message", ["roomId", "content"], {"roomId": _ROOM, "content": _STR},
+        "post": _frame("message", ["roomId", "content"], {"roomId": _ROOM, "content": _CONTENT},
                        "post to a joined room", ref=True),
         "direct": _frame("direct", ["to", "content"], {"to": _STR, "content": _STR},
                          "send to every connection of a user", ref=True),

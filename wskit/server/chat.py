@@ -113,6 +113,7 @@ class ChatServer(ServerAPIMethods):
         #: by id: a post back from the bus names its sender by id
         self._connections: dict[str, Connection] = {}
         self._started = False
+        self._objects = settings.content_type == "json"  # JSON objects as post content
         self.delivery.stats = self.membership.stats = self.stats
         #: this instance's Prometheus registry (``/metrics``), never the global one
         self.metrics = ServerMetrics(self)
@@ -368,7 +369,7 @@ class ChatServer(ServerAPIMethods):
     async def handle_text(self, conn: Connection, text: str) -> None:
         """Act on one text frame from ``conn``: exactly one reply per ``ref``."""
         try:
-            request = protocol.parse(text)
+            request = protocol.parse(text, objects=self._objects)
         except ProtocolError as exc:
             await self.delivery.posts_done(conn)
             if not self._admit(conn, exc.ref):

@@ -149,8 +149,9 @@ class Hooks:
             return None
         if content is None or content == req.content:
             return req
-        if not isinstance(content, str):
-            raise TypeError(f"on_post returns the content (a str) or None, not {content!r}")
+        if not isinstance(content, (str, dict)):
+            raise TypeError(f"on_post returns the content (a str or a dict) or None, not "
+                            f"{content!r:.80}")
         return protocol.Post(req.room, content, req.ref)
 
     # -- after: told, in tasks of their own ---------------------------------------

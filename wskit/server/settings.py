@@ -31,6 +31,10 @@ class Settings:
     #: zlib contexts (tens of KB), and a broadcast is then compressed once per receiver
     #: instead of encoded once for all (docs/benchmarks.md has the measured cost)
     compression: bool = False
+    #: what a post's ``content`` may be: ``"text"`` (a string), or ``"json"`` (a string
+    #: or a JSON object, for an application whose posts are structured: a card, a
+    #: move); ``on_post`` can narrow it per room
+    content_type: str = "text"
     #: largest accepted frame; a bigger one closes the connection with 1009
     max_message_size: int = 64 * 1024
     #: frames a connection may have queued before it is closed with 4008
@@ -118,6 +122,8 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.content_type not in ("text", "json"):
+            raise ConfigError(f"content_type is 'text' or 'json', not {self.content_type!r}")
         if self.max_message_size < 256:
             raise ConfigError("max_message_size must be at least 256 bytes")
         if self.outbox_limit < 1:
