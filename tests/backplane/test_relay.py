@@ -44,3 +44,35 @@ async def test_envelopes_become_typed_events() -> None:
         Inbound("room", "r", envelope.with_offset(post, 4, "0a0b0c0d"), 4),
     ]
     assert got.empty()
+
+
+async def test_an_envelope_forged_with_this_instances_origin_never_reaches_a_client() -> None:
+    """The instance id is public (welcome, /healthz): anyone who can PUBLISH can
+    write it, so the fast path for our own envelopes still checks the frame."""
+    bus = f"relay-{uuid.uuid4().hex[:8]}"
+    got: asyncio.Queue[Inbound] = asyncio.Queue()
+    relay = Relay(MemoryBackplane(bus), "here-1", "ns", got.put_nowait)
+    other = MemoryBackplane(bus)
+    await relay.start()
+    await other.start()
+    post = '{"type":"message","roomId":"r","userId":"alice","content":"hi"}'
+    forged = [
+        '{"origin":"here-1/c7","offset":3,"epoch":"0a0b0c0d","frame":{"type":"x"} NOT JSON <b>}}',
+        '{"origin":"here-1/c7","offset":3,"epoch":"0a0b0c0d","frame":{"type":"x"},"more":{}}',
+        '{"origin":"here-1/c7","offset":3,"epoch":"0a0b0c0d","frame":{"type":"m","offset":99}}',
+        '{"origin":"here-1/c7","offset":3,"epoch":"0a0b0c0d","frame":{"type":"m","epoch":"ff"}}',
+        '{"origin":"here-1/c7","offset":3,"epoch":"0a0b0c0d","frame":{"type":1}}',
+    ]
+    try:
+        relay.room_opened("r")
+        await relay.settle()
+        for data in forged:
+            await other.publish("ns:room:r", data)
+        await other.publish("ns:room:r", envelope.encode("here-1/c7", post, 4, "0a0b0c0d"))
+        event = await asyncio.wait_for(got.get(), 5)  # the bus keeps order: the rest came first
+    finally:
+        await other.stop()
+        await relay.stop()
+    assert event == Inbound("room", "r", envelope.with_offset(post, 4, "0a0b0c0d"), 4,
+                            sender="c7")
+    assert got.empty()

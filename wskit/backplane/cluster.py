@@ -34,12 +34,13 @@ from urllib.parse import unquote, urlsplit
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import EqualJitterBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from ..core import envelope
 from ..core.history import Page, Retention
 from ..exceptions import BackplaneUnavailable, ConfigError
+from .backoff import Backoff
 from .base import Broker, PresenceStore, RoomPost, Sent
 from .redis import CONFIRM_TIMEOUT, redact
 from .scripts import append_args, runs, sent_of
@@ -131,7 +132,7 @@ class ClusterBackplane(Broker):
         cluster = self._cluster = RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in self._nodes],
             decode_responses=True, socket_connect_timeout=3.0, socket_timeout=5.0,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3), **self._options)
+            retry=Retry(EqualJitterBackoff(cap=0.5, base=0.05), 3), **self._options)
         try:
             await asyncio.wait_for(cluster.initialize(), self.confirm_timeout)
         except (*_FAILURES, asyncio.TimeoutError) as exc:
@@ -276,7 +277,7 @@ class ClusterBackplane(Broker):
         """Reload the topology and resubscribe everything, with backoff, until whole."""
         while True:
             await self._repair.wait()
-            down_since, backoff = time.monotonic(), 0.05
+            down_since, backoff = time.monotonic(), Backoff(0.05, self._max_backoff)
             while True:
                 self._repair.clear()
                 assert self._cluster is not None
@@ -295,8 +296,7 @@ class ClusterBackplane(Broker):
                     await self.subscriptions.settle()
                     if not self._repair.is_set():
                         break
-                await asyncio.sleep(backoff)  # backoff between attempts
-                backoff = min(backoff * 2, self._max_backoff)
+                await asyncio.sleep(backoff.next())  # between attempts
             self.reconnects += 1
             self._healthy.set()
             log.warning("backplane %s: resubscribed %d channel(s) on %d shard(s) after %.1fs",

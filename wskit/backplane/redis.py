@@ -27,11 +27,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisError
 
 from ..core.history import Page, Retention
 from ..exceptions import BackplaneUnavailable, ConfigError
+from .backoff import Backoff
 from .base import Broker, PresenceStore, RoomPost, Sent
 from .scripts import MAX_RUN, append_args, runs, sent_of
 from .store import RedisStore
@@ -90,7 +91,7 @@ def make_client(url: str) -> aioredis.Redis:
     # restarted; more would only delay the sender's error frame during an outage.
     options: dict[str, Any] = dict(
         decode_responses=True,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+        retry=Retry(EqualJitterBackoff(cap=0.2, base=0.05), 1),
         socket_connect_timeout=3.0,
         socket_timeout=5.0,
     )
@@ -273,7 +274,7 @@ class RedisBackplane(Broker):
 
     async def _listen(self) -> None:
         """Read messages forever; on any connection failure reconnect with backoff."""
-        backoff = 0.05
+        backoff = Backoff(0.05, self._max_backoff)
         down_since: float | None = None
         while True:
             assert self._sub_client is not None
@@ -301,7 +302,7 @@ class RedisBackplane(Broker):
                             # this loop reads.
                             self._catch_up = asyncio.get_running_loop().create_task(
                                 self._caught_up(pubsub), name="wskit-backplane-catch-up")
-                            backoff = 0.05
+                            backoff.reset()
                             if down_since is not None:
                                 self.reconnects += 1
                                 log.warning("backplane %s: reconnected after %.1fs, resubscribed "
@@ -321,8 +322,7 @@ class RedisBackplane(Broker):
                 self._pubsub = None
                 self.subscriptions.reset(set())  # the connection took them all
                 await _close_quietly(pubsub)
-            await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation
-            backoff = min(backoff * 2, self._max_backoff)
+            await asyncio.sleep(backoff.next())  # between attempts, not synchronisation
 
     async def _caught_up(self, pubsub: Any) -> None:
         await self.subscriptions.settle()

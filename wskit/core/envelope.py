@@ -21,7 +21,7 @@ import json
 import re
 from typing import Any, NamedTuple
 
-__all__ = ["encode", "decode", "peek", "Peeked", "with_offset", "with_raw", "LUA_HEAD",
+__all__ = ["encode", "decode", "peek", "is_frame", "Peeked", "with_offset", "with_raw", "LUA_HEAD",
            "LUA_TAIL", "LUA_END"]
 
 # The envelope's text around its parts, in the order written. A frame goes last, so
@@ -93,9 +93,9 @@ _new_peeked = tuple.__new__  # Peeked(...) through its generated __new__ costs m
 def peek(data: str) -> Peeked | None:
     """The fast path: an envelope as wskit writes it, split without parsing its frame.
 
-    None when ``data`` is not in exactly that shape. The frame is *not* checked: use
-    this only for envelopes whose frame this process encoded itself (its own posts,
-    back from the bus); :func:`decode` everything else.
+    None when ``data`` is not in exactly that shape. The frame is *not* checked:
+    anyone who can PUBLISH can write any origin, so check it with :func:`is_frame`
+    before a client sees it; :func:`decode` everything else.
     """
     head = _HEAD.match(data)
     if head is None or not data.endswith(_LAST):
@@ -103,6 +103,19 @@ def peek(data: str) -> Peeked | None:
     origin, offset, epoch = head.groups()
     return _new_peeked(Peeked, (origin, None if offset is None else int(offset), epoch,
                                 data[head.end():-1]))
+
+
+def is_frame(frame_text: str) -> bool:
+    """Whether a peeked frame is what wskit writes: one JSON object with a string
+    ``type`` and no ``offset`` or ``epoch`` of its own (those are the envelope's, and
+    :func:`with_offset` adds them). Anything else (text after the object, a frame
+    that is not JSON, a forged offset) is refused, so it never reaches a client."""
+    try:
+        frame = json.loads(frame_text)
+    except (ValueError, RecursionError):
+        return False
+    return (isinstance(frame, dict) and isinstance(frame.get("type"), str)
+            and "offset" not in frame and "epoch" not in frame)
 
 
 def with_raw(text: str, fields: str) -> str:

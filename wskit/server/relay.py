@@ -261,9 +261,15 @@ class Relay:
         head = envelope.peek(data)
         if head is not None and head.origin.partition("/")[0] == self.instance_id:
             # our own envelope (with history on, every post of ours comes back this
-            # way): we encoded its frame, so it is spliced, not parsed and re-encoded
+            # way). Our instance id is public (welcome, /healthz), so anyone who can
+            # PUBLISH can write it: the frame is still parsed and checked, but
+            # spliced, not re-encoded.
             if head.offset is None or head.epoch is None:
                 return  # delivered locally when it was posted (posts with an offset are not)
+            if not envelope.is_frame(head.frame_text):
+                log.warning("dropped a malformed envelope on %s (with this instance's "
+                            "origin)", channel)
+                return
             sender: str | None = head.origin.partition("/")[2]
             offset: int | None = head.offset
             text = envelope.with_offset(head.frame_text, head.offset, head.epoch)
