@@ -39,8 +39,8 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 
 from ..core import envelope
 from ..core.history import Page, Retention
+from ..core.reconnect import Backoff
 from ..exceptions import BackplaneUnavailable, ConfigError
-from .backoff import Backoff
 from .base import Broker, PresenceStore, RoomPost, Sent
 from .redis import CONFIRM_TIMEOUT, redact
 from .scripts import append_args, runs, sent_of

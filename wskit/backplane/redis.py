@@ -31,8 +31,8 @@ from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisError
 
 from ..core.history import Page, Retention
+from ..core.reconnect import Backoff
 from ..exceptions import BackplaneUnavailable, ConfigError
-from .backoff import Backoff
 from .base import Broker, PresenceStore, RoomPost, Sent
 from .scripts import MAX_RUN, append_args, runs, sent_of
 from .store import RedisStore
