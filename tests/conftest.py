@@ -138,3 +138,17 @@ async def own_redis() -> AsyncIterator[Any]:
     await server.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Chromium (tests/browsers.py) for the test, closed afterwards."""
+    from browsers import ARGS, CHROMIUM
+
+    async_api = pytest.importorskip("playwright.async_api")
+    async with async_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()

@@ -56,6 +56,7 @@ from .runner.serve import (
 from .security.tokens import issue_token, verify_token
 from .server.chat import ChatServer
 from .server.settings import Settings
+from .widgets.inspector import Inspector, inspect
 
 __version__ = "0.1.0"
 
@@ -72,8 +73,9 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AuthError", "BackplaneError", "BackplaneUnavailable", "ChatServer", "Client",
     "ClientError", "ClientStateError", "CloseCode", "ConfigError", "ConnectionClosed",
-    "ConnectionClosedError", "ConnectionClosedOK", "Hub", "ProtocolError", "Publisher",
+    "ConnectionClosedError", "ConnectionClosedOK", "Hub", "Inspector", "ProtocolError",
+    "Publisher",
     "RunningServer", "ServerError", "run", "ServerStartError", "Settings", "SyncClient",
-    "ThreadedServer", "WskitError", "connect", "enable_nested_asyncio", "issue_token",
+    "ThreadedServer", "WskitError", "connect", "enable_nested_asyncio", "inspect", "issue_token",
     "running", "serve", "serve_app", "serve_in_thread", "stop_all", "verify_token", "__version__",
 ]

@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 
 import pytest
+from browsers import NEEDS_CHROMIUM, WAIT
 
 import wskit
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium: apt-get install chromium "
-                       "(Debian's package; .ci/run installs it)"),
-]
-# The flags this machine needs: no sandbox as root, no background network chatter.
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-WAIT = 15_000  # ms
-
-
-@pytest.fixture
-async def browser():
-    async_api = pytest.importorskip("playwright.async_api")
-    async with async_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+pytestmark = NEEDS_CHROMIUM
 
 
 async def _open(browser, server: wskit.RunningServer, user: str):

@@ -132,7 +132,7 @@ async def test_both_frameworks_serve_the_same_openapi_document(start) -> None:
         docs.append(doc)
     assert docs[0] == docs[1] == json.loads(json.dumps(OPENAPI))
     assert set(docs[0]["paths"]) == {"/api/publish", "/api/disconnect", "/api/presence",
-                                     "/api/history"}
+                                     "/api/history", "/api/inspect"}
     status, html, _ = await call(srv, "GET", "/api/docs")  # FastAPI renders it
     assert status == 200 and "/api/openapi.json" in html
 
@@ -157,3 +157,31 @@ def test_the_key_is_long_and_never_in_repr() -> None:
     with pytest.raises(ValueError, match="at least 16"):
         wskit.Settings(api_key="short")
     assert KEY not in repr(wskit.Settings(api_key=KEY))
+
+
+async def test_inspect_reports_rooms_connections_counts_and_closes(
+        start, clients, framework) -> None:
+    srv = await start(framework, api_key=KEY)
+    alice, bob = await clients(srv, user="alice"), await clients(srv, user="bob")
+    for c in (alice, bob):
+        await c.join("lobby")
+    await alice.join("side")
+    for i in range(3):
+        await alice.send("lobby", f"m{i}")
+    for _ in range(3):
+        await bob.expect("message")
+    await bob.close()
+    status, _, _ = await call(srv, "GET", "/api/inspect")
+    assert status == 401
+    status, snap, _ = await call(srv, "GET", "/api/inspect", headers=AUTH)
+    assert status == 200
+    assert snap["instance"] == srv.server.instance_id
+    assert snap["rooms"] == {"lobby": ["alice"], "side": ["alice"]}
+    assert [(c["user"], c["rooms"]) for c in snap["connections"]] == [("alice", ["lobby", "side"])]
+    assert snap["connectionCount"] == 1 and snap["connections"][0]["outbox"] == 0
+    assert snap["counts"]["posts"] == 3 and snap["counts"]["deliveries"] == 3
+    assert snap["counts"]["joins"] == 3 and snap["counts"]["connections"] == 2
+    assert snap["closes"] == {"1000": 1}
+    assert [(c["user"], c["code"]) for c in snap["recentCloses"]] == [("bob", 1000)]
+    assert "token" not in json.dumps(snap)  # identities, never credentials or contents
+    assert "m0" not in json.dumps(snap)

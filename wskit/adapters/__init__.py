@@ -7,6 +7,7 @@ same routes:
 =================  ==========================================================
 ``GET /ws``        the WebSocket endpoint (``?token=<JWT>``)
 ``GET /``          the browser chat page (``Settings.page``)
+``GET /inspect``   the live inspector page (with the HTTP API: ``Settings.api_key``)
 ``GET /token``     ``?user=NAME`` issues a token; only with ``Settings.dev_tokens``
 ``GET /healthz``   ``{"instance": ..., "connections": N, "backplane": ..., "loop": ...}``
 ``GET /readyz``    200, or 503 while draining or the backplane is down
@@ -39,8 +40,19 @@ WS_PATH = "/ws"
 
 
 @functools.cache
+def static_page(name: str) -> str:
+    """A page of ``wskit/static/``: ``chat.html`` or ``inspect.html``."""
+    return resources.files("wskit").joinpath(f"static/{name}").read_text("utf-8")
+
+
 def chat_page() -> str:
-    return resources.files("wskit").joinpath("static/chat.html").read_text("utf-8")
+    return static_page("chat.html")
+
+
+def inspect_page() -> str:
+    """The inspector (``GET /inspect``): it holds no data; it asks for the API key
+    and reads ``GET /api/inspect`` with it, so only the key's holders see anything."""
+    return static_page("inspect.html")
 
 
 def _inline_hashes(tag: str, html: str) -> str:
@@ -52,10 +64,10 @@ def _inline_hashes(tag: str, html: str) -> str:
 
 
 @functools.cache
-def page_headers() -> dict[str, str]:
-    """Headers of the chat page: only its own script and style run, no site may
-    frame it (clickjacking), no content sniffing."""
-    html = chat_page()
+def page_headers(name: str = "chat.html") -> dict[str, str]:
+    """Headers of a page: only its own script and style run, no site may frame it
+    (clickjacking), no content sniffing."""
+    html = static_page(name)
     csp = (f"default-src 'none'; script-src {_inline_hashes('script', html)}; "
            f"style-src {_inline_hashes('style', html)}; connect-src 'self'; img-src 'self'; "
            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")

@@ -9,7 +9,7 @@ from aiohttp import WSMsgType, web
 from ..core.protocol import close_reason
 from ..security.redact import install_token_filter
 from ..server.chat import ChatServer
-from . import BAD_HOST, WS_PATH, chat_page, dev_token, health, page_headers
+from . import BAD_HOST, WS_PATH, chat_page, dev_token, health, inspect_page, page_headers
 from . import api as http_api
 
 __all__ = ["create_app", "AiohttpTransport", "SERVER_KEY"]
@@ -89,6 +89,11 @@ async def _page(request: web.Request) -> web.Response:
     return web.Response(text=chat_page(), content_type="text/html", headers=page_headers())
 
 
+async def _inspect_page(request: web.Request) -> web.Response:
+    return web.Response(text=inspect_page(), content_type="text/html",
+                        headers=page_headers("inspect.html"))
+
+
 async def _token(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     status, body = (dev_token(server, request.query.get("user"))
@@ -154,6 +159,8 @@ def create_app(server: ChatServer, *, manage: bool = True) -> web.Application:
     app.router.add_get("/token", _token)
     if server.settings.page:
         app.router.add_get("/", _page)
+    if server.settings.api_key is not None:
+        app.router.add_get("/inspect", _inspect_page)
     if manage:
         async def _start(app: web.Application) -> None:
             await server.start()

@@ -12,6 +12,7 @@ framework's response, so the two frameworks answer byte for byte alike:
 ``POST /api/disconnect``  ``{"userId", "code"?, "reason"?}`` -> ``{"closed": N}``
 ``GET /api/presence``     ``?roomId=R`` -> ``{"roomId", "users"}``
 ``GET /api/history``      ``?roomId=R&limit=K`` -> ``{"roomId", "messages", ...}``
+``GET /api/inspect``      this instance now (:mod:`wskit.server.snapshot`): the inspector's data
 ``GET /api/openapi.json`` the OpenAPI 3.1 document of the routes above
 =======================  =====================================================
 
@@ -35,6 +36,7 @@ from ..exceptions import BackplaneUnavailable
 from ..server.api import MAX_USER_LEN
 from ..server.chat import ChatServer
 from ..server.metrics import CONTENT_TYPE
+from ..server.snapshot import snapshot
 from .openapi import OPENAPI
 
 __all__ = ["Answer", "readiness", "metrics", "handle_api", "API_PREFIX"]
@@ -221,6 +223,11 @@ async def _history(server: ChatServer, query: Mapping[str, str], raw: bytes) -> 
     return json_answer(200, await server.history(room, limit))
 
 
-_METHODS = {"publish": "POST", "disconnect": "POST", "presence": "GET", "history": "GET"}
+async def _inspect(server: ChatServer, query: Mapping[str, str], raw: bytes) -> Answer:
+    return json_answer(200, snapshot(server))
+
+
+_METHODS = {"publish": "POST", "disconnect": "POST", "presence": "GET", "history": "GET",
+            "inspect": "GET"}
 _ROUTES = {"publish": _publish, "disconnect": _disconnect, "presence": _presence,
-           "history": _history}
+           "history": _history, "inspect": _inspect}

@@ -27,7 +27,7 @@ from starlette.websockets import WebSocketState
 from ..core.protocol import close_reason
 from ..security.redact import install_token_filter
 from ..server.chat import ChatServer
-from . import BAD_HOST, WS_PATH, chat_page, dev_token, health, page_headers
+from . import BAD_HOST, WS_PATH, chat_page, dev_token, health, inspect_page, page_headers
 from . import api as http_api
 
 __all__ = ["create_app", "DirectSend", "StarletteTransport"]
@@ -164,6 +164,11 @@ def create_app(server: ChatServer, *, manage: bool = True) -> FastAPI:
         @app.get("/", response_class=HTMLResponse)
         async def _page() -> HTMLResponse:
             return HTMLResponse(chat_page(), headers=page_headers())
+
+    if server.settings.api_key is not None:
+        @app.get("/inspect", response_class=HTMLResponse, include_in_schema=False)
+        async def _inspect_page() -> HTMLResponse:
+            return HTMLResponse(inspect_page(), headers=page_headers("inspect.html"))
 
     return app
 

@@ -63,7 +63,10 @@ OPENAPI: dict[str, Any] = {
             "operationId": "publish",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["roomId", "content"],
-                "properties": {"roomId": _ROOM, "content": {"type": "string"},
+                "properties": {"roomId": _ROOM, "content": {
+                    "anyOf": [{"type": "string"}, {"type": "object"}],
+                    "description": "a string; an object too on a server run with "
+                                   "--content-type json"},
                                "userId": {"type": "string", "default": "server",
                                           "description": "shown as the message's userId"}}}}}},
             "responses": {"200": _ok({"type": "object", "required": ["roomId", "offset"],
@@ -109,6 +112,26 @@ OPENAPI: dict[str, Any] = {
                 "messages": {"type": "array",
                              "items": {"$ref": "#/components/schemas/Message"}}}}),
                           "409": _error("history is off on this server"), **_COMMON},
+        }},
+        "/api/inspect": {"get": {
+            "summary": "This instance now: rooms and members, connections with their outbox "
+                       "fill, counters since start, recent closes (the inspector's data)",
+            "operationId": "inspect",
+            "responses": {"200": _ok({"type": "object", "required": [
+                "instance", "time", "rooms", "connections", "counts", "closes",
+                "recentCloses"], "properties": {
+                "instance": {"type": "string"}, "time": {"type": "number"},
+                "rooms": {"type": "object", "additionalProperties": {
+                    "type": "array", "items": {"type": "string"}}},
+                "connections": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "user": {"type": "string"},
+                    "rooms": {"type": "array", "items": {"type": "string"}},
+                    "outbox": {"type": "integer"}}}},
+                "connectionCount": {"type": "integer"}, "outboxLimit": {"type": "integer"},
+                "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "closes": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "recentCloses": {"type": "array", "items": {"type": "object"}}}}),
+                          **_COMMON},
         }},
     },
 }

@@ -348,7 +348,7 @@ class ChatServer(ServerAPIMethods):
 
     def _on_close(self, conn: Connection) -> None:
         """Called once, synchronously, when a connection starts closing."""
-        self.stats.closed(conn.close_code)
+        self.stats.closed(conn.close_code, conn.user, conn.close_reason)
         reader = conn.reader
         # (a close by the reading task itself needs no cancel: its loop checks
         # conn.closing before it reads again)

@@ -18,7 +18,9 @@ docs/api.md lists them.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterator
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
@@ -44,11 +46,16 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 OUTBOX_BUCKETS = (0, 1, 4, 16, 64, 256, 1024)
 
 
+#: how many closes :attr:`Counts.recent_closes` keeps
+RECENT = 20
+
+
 class Counts:
     """What happened on one server, as plain integers (see the module docstring)."""
 
     __slots__ = ("connections", "joins", "posts", "directs", "deliveries", "rate_limited",
-                 "history_reads", "recovered", "not_recovered", "api_publishes", "closes")
+                 "history_reads", "recovered", "not_recovered", "api_publishes", "closes",
+                 "recent_closes")
 
     def __init__(self) -> None:
         self.connections = 0      # connections accepted (authenticated or not)
@@ -62,11 +69,15 @@ class Counts:
         self.not_recovered = 0    # ... and ``recovered: false``
         self.api_publishes = 0    # posts through the server API / HTTP API
         self.closes: dict[int, int] = {}  # close code -> connections closed with it
+        #: the last closes, newest last, as (time.time(), user or None, code, reason):
+        #: what the inspector lists (a bounded deque: a flood of closes costs nothing)
+        self.recent_closes: deque[tuple[float, str | None, int, str]] = deque(maxlen=RECENT)
 
-    def closed(self, code: int | None) -> None:
+    def closed(self, code: int | None, user: str | None = None, reason: str = "") -> None:
         if code is not None:
             code = int(code)  # a CloseCode is one key with its plain int (and a "4001" label)
             self.closes[code] = self.closes.get(code, 0) + 1
+            self.recent_closes.append((time.time(), user, code, reason))
 
     def rejoined(self, recovered: Any) -> None:
         if recovered is True:

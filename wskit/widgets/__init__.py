@@ -1,0 +1,1 @@
+"""Notebook widgets: what a learner watches instead of reads (see :mod:`.inspector`)."""
