@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -220,6 +221,7 @@ DIALECTS = {
     "wskit-aiohttp": WSKIT, "wskit-fastapi": WSKIT, "wskit-aiohttp-none": WSKIT,
     "wskit-fastapi-none": WSKIT, "wskit-2x": WSKIT, "wskit-2x-nohist": WSKIT, "wskit-3x": WSKIT,
     "wskit-aiohttp-deflate": WSKIT, "wskit-fastapi-deflate": WSKIT,
+    "wskit-aiohttp-scraped": WSKIT, "wskit-fastapi-scraped": WSKIT,
     "seed-aiohttp": WSKIT,
     "seed-fastapi": Dialect(lambda u, r: f"/ws/{u}",
                             lambda r: _json({"action": "join_room", "room_id": r}),
@@ -461,6 +463,9 @@ async def measure(kind: str, n: int, rnd: int, quick: bool, rate: float | None,
     target = Target(kind, redis, sndbuf=0 if free else None, loop=loop)
     result = Result(kind if not redis else f"{kind}@redis", n, rnd)
     room = Room(target, n)
+    scrapes = [0]
+    scraper = (asyncio.ensure_future(_scrape(*target.addresses[0], scrapes))
+               if kind.endswith("-scraped") else None)
     try:
         before = target.memory()
         await room.connect()
@@ -491,7 +496,13 @@ async def measure(kind: str, n: int, rnd: int, quick: bool, rate: float | None,
                 stalled_messages, timeout=stall_timeout, payload=STALL_PAYLOAD)
             result.stalled_rss_growth_kb = (target.memory() - before) / 1024
         result.peak_rss_mb = target.memory("VmHWM") / 2**20
+        if scraper is not None:
+            result.extra["scrapes"] = scrapes[0]
     finally:
+        if scraper is not None:
+            scraper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await scraper
         room.close()
         target.stop()
     return result
@@ -507,7 +518,25 @@ REDIS_TARGETS = CROSS_TARGETS + ("wskit-aiohttp", "wskit-fastapi")
 #: (what uvicorn and Starlette cost per frame, with nothing of wskit's) and on the bare
 #: ASGI send (what uvicorn alone costs)
 EXTRA_TARGETS = ("wskit-aiohttp-none", "wskit-fastapi-none", "raw-fastapi", "raw-asgi",
-                 "wskit-aiohttp-deflate", "wskit-fastapi-deflate")
+                 "wskit-aiohttp-deflate", "wskit-fastapi-deflate", "wskit-aiohttp-scraped",
+                 "wskit-fastapi-scraped")
+#: how often a ``-scraped`` target's /metrics is read while it is measured (Prometheus'
+#: default is every 15 s: this is 150 times as often)
+SCRAPE_INTERVAL = 0.1
+
+
+async def _scrape(host: str, port: int, counts: list[int]) -> None:
+    """GET /metrics every SCRAPE_INTERVAL until cancelled; counts the 200s in counts[0]."""
+    while True:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(f"GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            answer = await reader.read()
+            if answer.startswith(b"HTTP/1.") and answer.split(b" ", 2)[1] == b"200":
+                counts[0] += 1
+        finally:
+            writer.close()
+        await asyncio.sleep(SCRAPE_INTERVAL)  # a scrape period, not synchronisation
 
 
 async def run(sizes: list[int], rounds: int, quick: bool, progress: Callable[[str], None],

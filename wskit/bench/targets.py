@@ -17,6 +17,8 @@ kind                what
                     wskit serve`` runs it (fakeredis in the process)
 ``wskit-fastapi``   the same on FastAPI/uvicorn
 ``wskit-*-none``    the same two standalone (``backplane="none"``)
+``wskit-*-scraped`` the same two, with ``GET /metrics`` scraped every 100 ms while
+                    measured (what metrics cost: the counting is always on)
 ``seed-aiohttp``    the seed's aiohttp manager as written (+ ``import time``)
 ``seed-fastapi``    the seed's FastAPI manager as written
 ``wskit-2x``        two wskit instances (aiohttp + FastAPI) in one process,
@@ -56,7 +58,8 @@ SNDBUF = 64 * 1024
 _bind = runner.bind_socket
 KINDS = ("raw-aiohttp", "raw-fastapi", "raw-asgi", "wskit-aiohttp", "wskit-fastapi",
          "wskit-aiohttp-none", "wskit-fastapi-none", "seed-aiohttp", "seed-fastapi",
-         "wskit-2x", "wskit-2x-nohist", "wskit-3x", "wskit-aiohttp-deflate", "wskit-fastapi-deflate")
+         "wskit-2x", "wskit-2x-nohist", "wskit-3x", "wskit-aiohttp-deflate", "wskit-fastapi-deflate",
+         "wskit-aiohttp-scraped", "wskit-fastapi-scraped")
 
 
 def raw_app() -> web.Application:
@@ -133,7 +136,9 @@ async def run(kind: str, redis: str | None) -> None:
         handles.append(await serve_app(raw_fastapi_app(), name="bench"))
     elif kind == "raw-asgi":
         handles.append(await serve_app(raw_fastapi_app(direct=True), name="bench"))
-    elif kind in ("wskit-aiohttp", "wskit-fastapi"):
+    elif kind in ("wskit-aiohttp", "wskit-fastapi", "wskit-aiohttp-scraped",
+                  "wskit-fastapi-scraped"):
+        # -scraped: the same server; the load generator scrapes its /metrics meanwhile.
         # the default, as `python -m wskit serve` gives it: a fakeredis backplane in-process
         # (or, as KIND@redis, the real Redis at --redis, in a namespace of its own)
         handles.append(await serve(kind.split("-")[1], name="bench",
