@@ -40,10 +40,88 @@ def test_a_plain_join_starts_from_the_rooms_top() -> None:
 
 def test_each_message_moves_the_position_on() -> None:
     tracker = tracking()
-    for offset in (1, 2, 5):  # a gap in offsets within one epoch is not the client's to judge
+    for offset in (1, 2, 3):
         assert tracker.received(message("r", offset)).deliver
-    assert tracker.rooms["r"] == {"offset": 5, "epoch": "e1"}
+    assert tracker.rooms["r"] == {"offset": 3, "epoch": "e1"}
     assert tracker.lost == []
+
+
+def history(room: str, offsets: list[int], epoch: str = "e1") -> dict:
+    return {"type": "history", "roomId": room, "epoch": epoch, "offset": max(offsets, default=0),
+            "messages": [message(room, o, epoch) for o in offsets]}
+
+
+def test_a_gap_holds_the_message_and_asks_for_exactly_what_is_missing() -> None:
+    tracker = tracking(offset=2)
+    verdict = tracker.received(message("r", 5))
+    assert not verdict.deliver
+    assert verdict.repair == protocol.history_request("r", after=2, limit=1000)
+    assert not tracker.received(message("r", 6)).deliver  # held behind the gap, in order
+    events, messages, again = tracker.repaired("r", 2, history("r", [3, 4, 5, 6]))
+    assert events == [] and again is None and [m["offset"] for m in messages] == [3, 4, 5, 6]
+    assert tracker.rooms["r"]["offset"] == 6 and tracker.lost == []
+    assert tracker.received(message("r", 7)).deliver
+
+
+def test_what_the_history_no_longer_has_is_announced_as_a_gap() -> None:
+    tracker = tracking(offset=2)
+    tracker.received(message("r", 9))
+    events, messages, _ = tracker.repaired("r", 2, history("r", [6, 7, 8, 9]))  # 3-5 expired
+    assert events == [{"type": "gap", "roomId": "r", "missing": [3, 5], "count": 3}]
+    assert [m["offset"] for m in messages] == [6, 7, 8, 9] and tracker.lost == ["r"]
+
+
+def test_a_failed_repair_delivers_what_was_held_and_says_what_is_missing() -> None:
+    tracker = tracking(offset=1)
+    tracker.received(message("r", 4))
+    events, messages, _ = tracker.repaired("r", 1, None)
+    assert events[0]["missing"] == [2, 3] and [m["offset"] for m in messages] == [4]
+
+
+def test_a_history_of_another_epoch_repairs_nothing() -> None:
+    tracker = tracking(offset=1)
+    tracker.received(message("r", 3))
+    events, messages, _ = tracker.repaired("r", 1, history("r", [2, 3], epoch="e2"))
+    assert events[0]["missing"] == [2, 2] and [m["offset"] for m in messages] == [3]
+
+
+def test_the_clients_own_posts_are_no_gap() -> None:
+    """A sender is not sent its own post: its ``sent`` offset fills that place."""
+    tracker = tracking(offset=1)
+    assert tracker.received({"type": "sent", "roomId": "r", "offset": 2, "ref": "r5"}).deliver
+    verdict = tracker.received(message("r", 3))
+    assert verdict.deliver and verdict.repair is None
+
+
+def test_own_posts_fetched_by_a_repair_are_not_handed_back() -> None:
+    tracker = tracking(offset=1)
+    tracker.received(message("r", 4))                       # 2 and 3 seem missing...
+    tracker.received({"type": "sent", "roomId": "r", "offset": 3, "ref": "r9"})  # ...3 was ours
+    events, messages, _ = tracker.repaired("r", 1, history("r", [2, 3, 4]))
+    assert events == [] and [m["offset"] for m in messages] == [2, 4]
+
+
+def test_a_gap_that_opens_while_one_is_read_is_asked_for_again() -> None:
+    tracker = tracking(offset=1)
+    tracker.received(message("r", 3))           # 2 missing: a repair reads up to 3...
+    tracker.received(message("r", 6))           # ...meanwhile 6 arrives, 4 and 5 unseen
+    events, messages, again = tracker.repaired("r", 1, history("r", [2, 3]))
+    assert events == [] and [m["offset"] for m in messages] == [2, 3]
+    assert again == protocol.history_request("r", after=3, limit=1000)
+    events, messages, again = tracker.repaired("r", 3, history("r", [4, 5, 6]))
+    assert [m["offset"] for m in messages] == [4, 5, 6] and again is None and not events
+
+
+def test_a_rejoin_or_a_leave_overtakes_a_repair() -> None:
+    tracker = tracking(offset=1)
+    tracker.received(message("r", 4))
+    tracker.sending(protocol.join_request("r", since=protocol.Since(1, "e1")))
+    assert tracker.repaired("r", 1, history("r", [2, 3, 4])) == ([], [], None)  # the replay will
+    assert tracker.received(message("r", 2)).deliver
+    tracker.received(message("r", 5))
+    tracker.received({"type": "left", "roomId": "r"})
+    assert tracker.repaired("r", 2, history("r", [3, 4, 5])) == ([], [], None)
+    assert "r" not in tracker.held
 
 
 def test_a_message_at_or_below_the_position_is_a_duplicate() -> None:
@@ -138,15 +216,37 @@ def test_other_frames_are_delivered_and_change_nothing() -> None:
     assert tracker.rooms == {"r": {"offset": 0, "epoch": "e1"}}
 
 
-@given(st.lists(st.integers(1, 30), max_size=60))
-def test_whatever_the_overlap_each_offset_is_delivered_once_and_in_order(
-        arrivals: list[int]) -> None:
-    """A replay and the live stream interleave: the application sees a rising sequence."""
+@given(st.lists(st.tuples(st.integers(1, 30), st.booleans()), max_size=60))
+def test_whatever_the_overlap_and_the_gaps_each_offset_is_delivered_once_and_in_order(
+        arrivals: list[tuple[int, bool]]) -> None:
+    """A replay and the live stream interleave, with gaps; each repair is answered
+    (from a history holding every offset) at once or some arrivals later: the
+    application sees 1, 2, 3... up to the highest offset that arrived, each once."""
     tracker = tracking()
-    delivered = [n for n in arrivals if tracker.received(message("r", n)).deliver]
-    top, expected = 0, []
-    for n in arrivals:  # each offset above everything before it, and nothing else
-        if n > top:
-            top = n
-            expected.append(n)
-    assert delivered == expected
+    delivered: list[int] = []
+    pending: list[dict] = []
+
+    top = 0  # the server's top: at least the highest offset that arrived
+
+    def answer(request: dict) -> None:
+        after, limit = request["after"], request["limit"]
+        page = list(range(after + 1, top + 1))[:limit]
+        _, messages, again = tracker.repaired("r", after, history("r", page) | {"offset": top})
+        delivered.extend(m["offset"] for m in messages)
+        if again is not None:
+            pending.append(again)
+
+    for n, answer_now in arrivals:
+        top = max(top, n)
+        verdict = tracker.received(message("r", n))
+        delivered.extend(e["offset"] for e in verdict.events if e.get("type") == "message")
+        if verdict.deliver:
+            delivered.append(n)
+        if verdict.repair is not None:
+            pending.append(verdict.repair)
+        if answer_now and pending:
+            answer(pending.pop(0))
+    while pending:
+        answer(pending.pop(0))
+    assert delivered == list(range(1, top + 1))
+    assert tracker.lost == []

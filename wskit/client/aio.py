@@ -75,8 +75,14 @@ class Client(Link, LessonHooks):
 
     @property
     def lost(self) -> list[str]:
-        """Rooms whose rejoin said ``recovered: false``, or that got a new epoch, in order."""
+        """Rooms whose rejoin said ``recovered: false``, that got a new epoch, or where a
+        gap could not be filled (a ``gap`` event), in order."""
         return self._tracker.lost
+
+    @property
+    def repairs(self) -> int:
+        """Gaps in offsets noticed while connected and filled from the history."""
+        return self._tracker.repairs
 
     async def __aenter__(self) -> Client:
         if self._ws is None:

@@ -35,7 +35,7 @@ log = logging.getLogger("wskit.client")
 
 _PONG = protocol.encode(protocol.pong_request())
 _IGNORED = (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG)
-_TRACKED = ("message", "joined", "left")
+_TRACKED = ("message", "joined", "left", "sent")
 Frame = dict[str, Any]
 
 
@@ -76,6 +76,8 @@ class Link:
         self._ws: aiohttp.ClientWebSocketResponse[Any] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._rejoin: asyncio.Task[None] | None = None
+        #: gap repairs under way (RoomTracker: a history fetch per gap)
+        self._repairs: set[asyncio.Task[None]] = set()
         self._inbox = Inbox()
         self._pending: dict[str, asyncio.Future[Frame]] = {}
         self._refs = itertools.count(1)
@@ -209,6 +211,24 @@ class Link:
                 log.info("rejoining %s failed: %r", frame["roomId"], exc)
                 return
 
+    async def _repair(self, request: Frame) -> None:
+        """Fetch the messages of a gap; hand them, then the held ones, to the inbox."""
+        room, after = request["roomId"], request["after"]
+        try:
+            reply: Frame | None = await self.request(request)
+        except ConnectionClosed:
+            if self.reconnect and not self._app_closed:
+                return  # the rejoin's replay (since the last offset seen) fills the gap
+            reply = None
+        except (ServerError, asyncio.TimeoutError) as exc:
+            log.info("repairing a gap in %s failed: %r", room, exc)
+            reply = None
+        events, messages, again = self._tracker.repaired(room, after, reply)
+        for frame in events + messages:
+            self._inbox.put(frame)
+        if again is not None:  # a gap opened while this one was read
+            await self._repair(again)
+
     async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
         try:
             while True:
@@ -246,8 +266,12 @@ class Link:
             verdict = self._tracker.received(frame)
             for event in verdict.events:
                 self._inbox.put(event)
+            if verdict.repair is not None:  # a gap: fetch it (the reader must not wait)
+                task = asyncio.get_running_loop().create_task(self._repair(verdict.repair))
+                self._repairs.add(task)
+                task.add_done_callback(self._repairs.discard)
             if not verdict.deliver:
-                return  # a duplicate across a reconnect
+                return  # a duplicate across a reconnect, or held while a gap is repaired
         ref = frame.get("ref")
         future = self._pending.get(ref) if isinstance(ref, str) else None
         if future is not None and not future.done() and kind != "message":
@@ -260,6 +284,10 @@ class Link:
     async def _teardown(self, code: int = 1000) -> None:
         self._app_closed = True
         self._reading.set()
+        for task in list(self._repairs):
+            task.cancel()
+        if self._repairs:
+            await asyncio.wait(set(self._repairs))
         if self.refresher is not None:
             await self.refresher.stop()
         if self._ws is not None and not self._ws.closed:

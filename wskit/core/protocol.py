@@ -65,6 +65,8 @@ class History:
     room: str
     limit: int | None = None
     ref: str | int | None = None
+    #: only messages with an offset above this one (a client repairing a gap)
+    after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +216,9 @@ def _ref(obj: dict) -> str | int | None:
     return ref
 
 
-_MAX_LIMIT = 1000
+#: most messages one history request returns
+MAX_LIMIT = 1000
+_MAX_LIMIT = MAX_LIMIT
 
 
 def _since(obj: dict) -> Since | None:
@@ -232,6 +236,15 @@ def _since(obj: dict) -> Since | None:
                             "characters (the epoch of the room's 'joined' frame)")
     _check_encodable(epoch, "since.epoch")
     return Since(offset, epoch)
+
+
+def _after(obj: dict) -> int | None:
+    after = obj.get("after")
+    if after is None:
+        return None
+    if type(after) is not int or not 0 <= after <= _MAX_SAFE_INT:
+        raise ProtocolError("invalid_value", "field 'after' must be an integer offset, 0 or more")
+    return after
 
 
 def _limit(obj: dict) -> int | None:
@@ -283,7 +296,7 @@ def _request(obj: dict, kind: str, ref: Ref, objects: bool = False) -> Request:
     if kind == "join":
         return Join(_room(obj, kind), ref, _since(obj))
     if kind == "history":
-        return History(_room(obj, kind), _limit(obj), ref)
+        return History(_room(obj, kind), _limit(obj), ref, _after(obj))
     if kind == "leave":
         return Leave(_room(obj, kind), ref)
     if kind == "presence":
@@ -344,8 +357,13 @@ def direct_request(to: str, content: str, *, ref: Ref = None) -> dict[str, Any]:
     return _with_ref({"type": "direct", "to": to, "content": content}, ref)
 
 
-def history_request(room: str, *, limit: int | None = None, ref: Ref = None) -> dict[str, Any]:
+def history_request(room: str, *, limit: int | None = None, after: int | None = None,
+                    ref: Ref = None) -> dict[str, Any]:
+    """The last ``limit`` messages of a room, or (``after``) the first ``limit`` ones
+    with an offset above ``after``: what a client fetches to fill a gap."""
     frame: dict[str, Any] = {"type": "history", "roomId": room}
+    if after is not None:
+        frame["after"] = after
     if limit is not None:
         frame["limit"] = limit
     return _with_ref(frame, ref)

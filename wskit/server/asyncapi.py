@@ -126,8 +126,10 @@ def client_message_schemas() -> dict[str, dict[str, Any]]:
         "direct": _frame("direct", ["to", "content"], {"to": _STR, "content": _STR},
                          "send to every connection of a user", ref=True),
         "historyRequest": _frame("history", ["roomId"], {
-            "roomId": _ROOM, "limit": {"type": "integer", "minimum": 1, "maximum": 1000}},
-            "the last messages of a joined room", ref=True),
+            "roomId": _ROOM, "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "after": {"type": "integer", "minimum": 0,
+                      "description": "only messages above this offset (filling a gap)"}},
+            "the last messages of a joined room, or those after an offset", ref=True),
         "presenceRequest": _frame("presence", ["roomId"], {"roomId": _ROOM},
                                   "who is in a joined room, on any instance", ref=True),
         "refresh": _frame("refresh", ["token"], {"token": _STR},

@@ -10,6 +10,8 @@ subscription intents (:class:`~wskit.server.relay.Relay`) and presence intents
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..core import protocol
 from ..core.envelope import with_offset, with_raw
 from ..core.hub import Hub
@@ -89,7 +91,12 @@ class Membership:
                 "not_joined", f"join room {req.room!r} to read its history", req.ref))
             return
         try:
-            page = await self.log.read(req.room, last=req.limit or self.log.retention.size)
+            if req.after is not None:  # a gap being repaired: the first ``limit`` after it
+                page = await self.log.read(req.room, after=req.after)
+                if req.limit is not None:
+                    page = replace(page, entries=page.entries[:req.limit])
+            else:
+                page = await self.log.read(req.room, last=req.limit or self.log.retention.size)
         except BackplaneUnavailable as exc:
             conn.deliver(protocol.error_frame("history_unavailable", bus_down(exc), req.ref))
             return
