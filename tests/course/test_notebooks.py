@@ -36,7 +36,7 @@ def _errors(nb) -> list[tuple[str, dict]]:
 
 
 def test_the_notebooks_are_in_course_order() -> None:
-    assert [n[:2] for n in ALL] == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10"]
+    assert [n[:2] for n in ALL] == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"]
 
 
 def _committed(name: str) -> str:

@@ -133,7 +133,7 @@ def _type_name(value: Any) -> str:
 def _field(obj: dict, name: str, kind: str) -> Any:
     """Fetch a required string field, with a precise complaint if it is wrong."""
     if name not in obj:
-        raise ProtocolError("missing_field", f"a {kind!r} frame needs the field {name!r}")
+        raise ProtocolError("missing_field", f"the frame type {kind!r} needs the field {name!r}")
     value = obj[name]
     if not isinstance(value, str):
         raise ProtocolError(

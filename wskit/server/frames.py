@@ -223,12 +223,12 @@ def validate(schema: Any, payload: dict[str, Any], kind: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
     for name in payload:
         if name not in fields:
-            raise ProtocolError("invalid_value", f"a {kind!r} frame has no field {name!r}")
+            raise ProtocolError("invalid_value", f"the frame type {kind!r} has no field {name!r}")
     for name, f in fields.items():
         if name not in payload:
             if (f.default is dataclasses.MISSING
                     and f.default_factory is dataclasses.MISSING):
-                raise ProtocolError("missing_field", f"a {kind!r} frame needs the field {name!r}")
+                raise ProtocolError("missing_field", f"the frame type {kind!r} needs the field {name!r}")
             continue
         if not _is(payload[name], hints.get(name, Any)):
             raise ProtocolError("wrong_type", f"field {name!r} must be {_describe(hints[name])}")
