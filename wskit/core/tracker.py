@@ -13,7 +13,8 @@ client fetches what lies between (``history`` with ``after``), and the missing
 messages go to the application before the held ones, in offset order. What the
 history no longer has is announced as a ``gap`` event, never skipped silently.
 Offsets the client itself posted (its ``sent`` replies) are no gap: a sender is
-not sent its own post.
+not sent its own post. (A ``sent`` that arrives only after a repair's history
+reply would let that post come back to its sender once: a narrow race, left.)
 
 :class:`RoomTracker` holds those rules and no socket: it is fed the frames the
 client receives and the joins it sends, and answers whether a frame is new and
