@@ -321,3 +321,19 @@ async def test_concurrent_joins_and_leaves_leave_subscriptions_right(start, clie
         got = {(await tab.receive())["roomId"] for _ in rooms_of_tab}
         assert got == rooms_of_tab
     assert {f"{ns}:room:{r}" for r in occupied} <= a.server.backplane.channels
+
+
+@pytest.mark.timeout(60)
+async def test_a_herd_of_joins_gets_its_history_not_a_pool_error(start, backplane_url) -> None:
+    """250 joins at once (a drained instance's clients arriving): each is one history
+    read. redis-py's default pool refused every read past its 100th ("Too many
+    connections"), so 150 joined with ``history_unavailable`` and no position."""
+    srv = await start("aiohttp", backplane=backplane_url)
+    crowd = [wskit.Client(srv, user=f"u{i}") for i in range(250)]
+    try:
+        await asyncio.gather(*(c.connect() for c in crowd))
+        replies = await asyncio.gather(*(c.join("lobby") for c in crowd))
+        assert [r for r in replies if "partial" in r] == []
+        assert {(r["offset"], r["epoch"]) for r in replies} == {(0, replies[0]["epoch"])}
+    finally:
+        await asyncio.gather(*(c.close() for c in crowd))

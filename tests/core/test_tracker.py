@@ -46,6 +46,19 @@ def test_each_message_moves_the_position_on() -> None:
     assert tracker.lost == []
 
 
+def test_a_join_without_a_position_takes_it_from_the_first_message() -> None:
+    # joined with "partial" (the history could not be read): no offset, no epoch;
+    # the next message gives both, so the rejoin can still ask since
+    tracker = RoomTracker()
+    partial = {"code": "history_unavailable", "message": "bus down"}
+    assert tracker.received({"type": "joined", "roomId": "r", "partial": partial}).deliver
+    assert tracker.received(message("r", 4)).deliver
+    assert tracker.rooms["r"] == {"offset": 4, "epoch": "e1"}
+    assert tracker.rejoin_requests() == [protocol.join_request(
+        "r", since=protocol.Since(4, "e1"))]
+    assert tracker.lost == []
+
+
 def history(room: str, offsets: list[int], epoch: str = "e1") -> dict:
     return {"type": "history", "roomId": room, "epoch": epoch, "offset": max(offsets, default=0),
             "messages": [message(room, o, epoch) for o in offsets]}

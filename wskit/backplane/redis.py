@@ -84,6 +84,10 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
+#: connections one backplane keeps to Redis (commands beyond wait for one)
+POOL_SIZE = 100
+
+
 def make_client(url: str) -> aioredis.Redis:
     """A redis.asyncio client for ``url`` with timeouts suited to a backplane."""
     scheme = urlsplit(url).scheme
@@ -95,15 +99,23 @@ def make_client(url: str) -> aioredis.Redis:
         socket_connect_timeout=3.0,
         socket_timeout=5.0,
     )
+    # A blocking pool: redis-py's default pool raises "Too many connections" past
+    # its 100, so a herd of 200 rejoins (200 history reads at once) got 101
+    # "history_unavailable" joins; a blocking one makes the 101st read wait for a
+    # connection instead, at most as long as a command may take.
     if scheme == "fakeredis":
         import fakeredis
 
         name = urlsplit(url).netloc
-        return fakeredis.FakeAsyncRedis(server=shared_fake_server(name), decode_responses=True)
+        return fakeredis.FakeAsyncRedis(server=shared_fake_server(name), decode_responses=True,
+                                        connection_pool_class=aioredis.BlockingConnectionPool,
+                                        max_connections=POOL_SIZE)
     if scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"not a Redis URL: {redact(url)!r}")
     try:
-        return aioredis.from_url(url, **options)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=options["socket_timeout"], **options)
+        return aioredis.Redis.from_pool(pool)
     except ValueError as exc:
         raise ConfigError(f"bad Redis URL {redact(url)!r}: {exc}") from None
 
@@ -235,8 +247,8 @@ class RedisBackplane(Broker):
         return await self.store.publish(channel, data)
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention) -> tuple[int, str]:
-        return await self.store.append(key, channel, origin, frame_text, retention)
+                     retention: Retention, once: str | None = None) -> tuple[int, str]:
+        return await self.store.append(key, channel, origin, frame_text, retention, once)
 
     async def send(self, posts: Sequence[RoomPost]) -> list[Sent]:
         return await self.store.send(posts)

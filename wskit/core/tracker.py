@@ -120,7 +120,11 @@ class RoomTracker:
             return Verdict()  # a room not joined (or left), or a server without offsets
         verdict = Verdict()
         epoch = frame.get("epoch")
-        if epoch is not None and seen["epoch"] is not None and epoch != seen["epoch"]:
+        if epoch is not None and seen["epoch"] is None:
+            # joined without a position (history was unavailable): the first message
+            # gives one, so a rejoin can ask ``since`` instead of starting blind
+            seen["epoch"] = epoch
+        elif epoch is not None and epoch != seen["epoch"]:
             # the room's history was lost (Redis restarted, TTL): offsets start again;
             # never a silent gap, never a false duplicate
             if room in self.held:  # what was held from the old history goes first
