@@ -6,10 +6,8 @@ tests/core/test_tracker.py; tests/server/test_recovery.py runs them end to end.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
+from polling import until
 
 import wskit
 from wskit import (
@@ -25,15 +23,6 @@ from wskit.core.reconnect import Backoff
 pytestmark = pytest.mark.timeout(60)
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for a condition the server reaches on its own (no event to await there)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)  # a bounded poll until the server has seen the close
-
-
 async def test_drop_closes_without_a_close_frame_and_the_server_notices(start, framework,
                                                                         clients) -> None:
     srv = await start(framework)
@@ -42,7 +31,7 @@ async def test_drop_closes_without_a_close_frame_and_the_server_notices(start, f
     victim.drop()
     # no close frame either way: 1006, which a client reports and never receives
     assert await victim.wait_closed() == CloseCode.ABNORMAL_CLOSURE
-    await _until(lambda: "victim" not in srv.server.hub.users())
+    await until(lambda: "victim" not in srv.server.hub.users())
     with pytest.raises(ConnectionClosedError) as info:
         await victim.receive(timeout=5)
     assert info.value.code == CloseCode.ABNORMAL_CLOSURE
@@ -63,7 +52,7 @@ async def test_kill_is_for_good_even_with_reconnect(start, framework, clients) -
     doomed = await clients(srv, user="doomed", reconnect=True, backoff=Backoff(0.02, 0.2))
     await doomed.kill()
     assert doomed.closed and doomed.reconnects == 0
-    await _until(lambda: "doomed" not in srv.server.hub.users())
+    await until(lambda: "doomed" not in srv.server.hub.users())
 
 
 async def test_a_paused_reader_gets_everything_once_resumed_in_order(start, framework,

@@ -20,6 +20,9 @@ BAD_FRAMES = [
     ('{"type": "teleport"}', "unknown_type"),
     ('{"type": "message", "roomId": "elsewhere", "content": "hi"}', "not_joined"),
     ('{"type": "leave", "roomId": "elsewhere"}', "not_joined"),
+    ('{"type": "message", "roomId": "lobby", "content": "hi", "id": 7}', "wrong_type"),
+    ('{"type": "message", "roomId": "lobby", "content": "hi", "id": ""}', "invalid_value"),
+    ('{"type": "message", "roomId": "lobby", "content": "hi", "id": "a\\nb"}', "invalid_value"),
 ]
 
 

@@ -43,7 +43,7 @@ from typing import NamedTuple, Protocol
 
 from ..core.envelope import decode as decode_envelope
 from ..core.envelope import encode as encode_envelope
-from ..core.history import Page, Retention
+from ..core.history import Page, Repeat, Retention
 from ..exceptions import BackplaneUnavailable
 from .reconcile import Reconciler
 
@@ -65,11 +65,15 @@ class RoomPost(NamedTuple):
     frame_text: str
     key: str | None = None
     retention: Retention | None = None
+    #: the post's :func:`~wskit.core.history.once_token` when it carries an id
+    once: str | None = None
 
 
 #: what :meth:`Backplane.send` says of one post: its ``(offset, epoch)`` when it was
-#: stored, None when it was published only, or the error that stopped it
-Sent = tuple[int, str] | None | BackplaneUnavailable
+#: stored, a :class:`~wskit.core.history.Repeat` when its id had been stored before
+#: (nothing stored or published), None when it was published only, or the error
+#: that stopped it
+Sent = tuple[int, str] | Repeat | None | BackplaneUnavailable
 
 
 class PresenceStore(Protocol):
@@ -137,11 +141,13 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention) -> tuple[int, str]:
+                     retention: Retention, once: str | None = None) -> tuple[int, str]:
         """Atomically: give ``frame_text`` the next offset of history ``key``, store it
-        (trimmed to ``retention``) and publish its envelope on ``channel``.
+        (trimmed to ``retention``) and publish its envelope on ``channel``; unless
+        ``once`` was stored before and is still remembered (then nothing).
 
-        Returns ``(offset, epoch)``. Raises BackplaneUnavailable.
+        Returns ``(offset, epoch)``, or a :class:`~wskit.core.history.Repeat` with
+        the first post's offset. Raises BackplaneUnavailable.
         """
 
     @abc.abstractmethod
@@ -172,7 +178,8 @@ class Broker(abc.ABC):
                 else:
                     assert post.retention is not None
                     results.append(await self.append(post.key, post.channel, post.origin,
-                                                     post.frame_text, post.retention))
+                                                     post.frame_text, post.retention,
+                                                     post.once))
             except BackplaneUnavailable as exc:
                 results.append(exc)
         return results

@@ -43,7 +43,7 @@ from ..core.reconnect import Backoff
 from ..exceptions import BackplaneUnavailable, ConfigError
 from .base import Broker, PresenceStore, RoomPost, Sent
 from .redis import CONFIRM_TIMEOUT, redact
-from .scripts import append_args, runs, sent_of
+from .scripts import append_args, append_keys, runs, sent_of
 from .shards import NodeScript, Shard, not_run
 from .store import RedisStore
 
@@ -169,8 +169,8 @@ class ClusterBackplane(Broker):
         return await self.store.publish(channel, data)
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention) -> tuple[int, str]:
-        return await self.store.append(key, channel, origin, frame_text, retention)
+                     retention: Retention, once: str | None = None) -> tuple[int, str]:
+        return await self.store.append(key, channel, origin, frame_text, retention, once)
 
     async def read(self, key: str, retention: Retention, *, after: int | None = None,
                    last: int | None = None) -> Page:
@@ -203,8 +203,8 @@ class ClusterBackplane(Broker):
             else:
                 # (redis-py blocks pipe.evalsha() in cluster mode; the command itself
                 # is routed by its keys like any other)
-                pipe.execute_command("EVALSHA", script.sha, 2, f"{first.key}:meta",
-                                     f"{first.key}:stream", *append_args(run))
+                pipe.execute_command("EVALSHA", script.sha, 4, *append_keys(first.key),
+                                     *append_args(run))
         try:
             replies = await pipe.execute(raise_on_error=False)
         except _FAILURES as exc:

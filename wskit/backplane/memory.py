@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..core.envelope import encode as encode_envelope
-from ..core.history import MemoryStreams, Page, Retention
+from ..core.history import MemoryStreams, Page, Repeat, Retention
 from .base import Broker, PresenceStore
 
 __all__ = ["MemoryBackplane", "MemoryPresence"]
@@ -123,12 +123,13 @@ class MemoryBackplane(Broker):
             return _streams.setdefault(self.name, MemoryStreams())
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention) -> tuple[int, str]:
+                     retention: Retention, once: str | None = None) -> tuple[int, str]:
         streams = self.streams
         with _lock:  # offset and publication in one step: published in offset order
-            offset, epoch = streams.append(key, frame_text, retention, time.monotonic())
-            self._publish_locked(channel, encode_envelope(origin, frame_text, offset, epoch))
-        return offset, epoch
+            stored = streams.append(key, frame_text, retention, time.monotonic(), once)
+            if not isinstance(stored, Repeat):
+                self._publish_locked(channel, encode_envelope(origin, frame_text, *stored))
+        return stored
 
     async def read(self, key: str, retention: Retention, *, after: int | None = None,
                    last: int | None = None) -> Page:

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.envelope import LUA_END, LUA_HEAD, LUA_TAIL
-from ..core.history import new_epoch
+from ..core.history import ID_WINDOW, Repeat, new_epoch
 from ..exceptions import BackplaneUnavailable
 from .base import RoomPost, Sent
 
-__all__ = ["sources", "runs", "append_args", "sent_of", "MAX_RUN"]
+__all__ = ["sources", "runs", "append_keys", "append_args", "sent_of", "MAX_RUN"]
 
 # History: KEY:meta is a hash (s: top offset, e: epoch), KEY:stream a stream whose
 # entry ids are "OFFSET-0", so XRANGE by offset needs no index. Offset, storage
@@ -58,26 +58,64 @@ local function unborn(meta, lifetime, ttl)
 end
 """
 
+# Ids (wskit.core.history): a post with an id has a token (user and id); KEY:ids
+# maps token -> offset and KEY:idq orders the tokens by when they were stored
+# (Redis's TIME), so the oldest are forgotten first, a few per call, once their
+# post has left the stream and ID_WINDOW has passed. A token already in KEY:ids is
+# a repeat: nothing is stored or published, and the script returns the first
+# post's offset, negated, in that post's place. ARGV[7] is '' when no post of the
+# run has an id: the usual run pays nothing for ids.
 _APPEND = _UNBORN + """
-local meta, stream = KEYS[1], KEYS[2]
+local meta, stream, ids, idq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local epoch = redis.call('HGET', meta, 'e')
 if not epoch then
   epoch = unborn(meta, ARGV[6], tonumber(ARGV[3])) or ARGV[4]
   redis.call('HSET', meta, 'e', epoch)
 end
-local n = #ARGV - 6
-local first = redis.call('HINCRBY', meta, 's', n) - n + 1
+local n = #ARGV - 8
+local top = tonumber(redis.call('HGET', meta, 's') or '0')
+local first = top + 1
 local origin = ARGV[5]
 local head = {head}
 local tail = {tail}
-for i = 1, n do
-  local offset = first + i - 1
-  redis.call('XADD', stream, 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[6 + i])
-  redis.call('{publish}', ARGV[1], head .. offset .. tail .. ARGV[6 + i] .. {end})
+local tokens, now, outcome = nil, 0, nil
+if ARGV[7] ~= '' then
+  tokens, outcome = cjson.decode(ARGV[7]), {{}}
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+for i = 1, n do
+  local token = tokens and tokens[i] or ''
+  local prior = token ~= '' and redis.call('HGET', ids, token)
+  if prior then
+    outcome[i] = -tonumber(prior)
+  else
+    top = top + 1
+    redis.call('XADD', stream, 'MAXLEN', ARGV[2], top .. '-0', 'd', ARGV[8 + i])
+    redis.call('{publish}', ARGV[1], head .. top .. tail .. ARGV[8 + i] .. {end})
+    if token ~= '' then
+      redis.call('HSET', ids, token, top)
+      redis.call('ZADD', idq, now, token)
+    end
+    if outcome then outcome[i] = top end
+  end
+end
+redis.call('HSET', meta, 's', top)
 redis.call('EXPIRE', meta, ARGV[3])
 redis.call('EXPIRE', stream, ARGV[3])
-return {{first, epoch}}
+if not tokens then return {{first, epoch}} end
+local keep, budget = top - tonumber(ARGV[2]), 2 * n
+while budget > 0 do
+  local oldest = redis.call('ZRANGE', idq, 0, 0, 'WITHSCORES')
+  if #oldest == 0 or tonumber(oldest[2]) > now - tonumber(ARGV[8]) then break end
+  if tonumber(redis.call('HGET', ids, oldest[1]) or '0') > keep then break end
+  redis.call('ZREM', idq, oldest[1])
+  redis.call('HDEL', ids, oldest[1])
+  budget = budget - 1
+end
+redis.call('EXPIRE', ids, ARGV[3])
+redis.call('EXPIRE', idq, ARGV[3])
+return {{first, epoch, outcome}}
 """
 
 _READ = _UNBORN + """
@@ -217,13 +255,20 @@ def runs(posts: Sequence[RoomPost]) -> list[list[RoomPost]]:
     return out
 
 
+def append_keys(key: str) -> list[str]:
+    """The append script's KEYS for history ``key`` (one hash tag: one slot)."""
+    return [f"{key}:meta", f"{key}:stream", f"{key}:ids", f"{key}:idq"]
+
+
 def append_args(run: Sequence[RoomPost], lifetime: str = "") -> list[Any]:
     """The append script's ARGV for a run (see :func:`runs`); ``lifetime`` names the
     server's lifetime where Redis cannot (an in-process fakeredis), else ''."""
     first = run[0]
     assert first.retention is not None
+    tokens = json.dumps([post.once or "" for post in run]) if any(
+        post.once for post in run) else ""
     return [first.channel, first.retention.size, max(1, int(first.retention.ttl)),
-            new_epoch(), json.dumps(first.origin), lifetime,
+            new_epoch(), json.dumps(first.origin), lifetime, tokens, ID_WINDOW,
             *(post.frame_text for post in run)]
 
 
@@ -236,4 +281,6 @@ def sent_of(run: Sequence[RoomPost], reply: Any, where: str) -> list[Sent]:
     if run[0].key is None:
         return [None]
     first, epoch = int(reply[0]), str(reply[1])
-    return [(first + i, epoch) for i in range(len(run))]
+    if len(reply) < 3:
+        return [(first + i, epoch) for i in range(len(run))]
+    return [(int(o), epoch) if int(o) > 0 else Repeat(-int(o), epoch) for o in reply[2]]

@@ -21,7 +21,7 @@ from ..core import envelope
 from ..core.history import Entry, Page, Retention, new_epoch
 from ..exceptions import BackplaneUnavailable
 from .base import RoomPost, Sent
-from .scripts import append_args, runs, sent_of, sources
+from .scripts import append_args, append_keys, runs, sent_of, sources
 
 __all__ = ["RedisStore"]
 
@@ -71,9 +71,9 @@ class RedisStore:
             raise BackplaneUnavailable(f"publish to {self.where} failed: {exc}") from exc
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention) -> tuple[int, str]:
+                     retention: Retention, once: str | None = None) -> tuple[int, str]:
         result = (await self.send_run([RoomPost(channel, origin, frame_text, key,
-                                                retention)]))[0]
+                                                retention, once)]))[0]
         if isinstance(result, BackplaneUnavailable):
             raise result
         assert result is not None
@@ -88,8 +88,7 @@ class RedisStore:
                                                                   first.frame_text))
                 return [None]
             reply = await self.script("append")(
-                keys=[f"{first.key}:meta", f"{first.key}:stream"],
-                args=append_args(run, self.lifetime))
+                keys=append_keys(first.key), args=append_args(run, self.lifetime))
         except BackplaneUnavailable as exc:
             return [exc]
         except self.failures as exc:
@@ -118,7 +117,7 @@ class RedisStore:
                 pipe.execute_command(self.publish_command, first.channel,
                                      envelope.encode(first.origin, first.frame_text))
             else:
-                pipe.evalsha(sha, 2, f"{first.key}:meta", f"{first.key}:stream",
+                pipe.evalsha(sha, 4, *append_keys(first.key),
                              *append_args(run, self.lifetime))
         try:
             replies = await pipe.execute(raise_on_error=False)

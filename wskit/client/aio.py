@@ -25,10 +25,12 @@ the lesson hooks (``pause_reading``, ``drop``, ``kill``) :mod:`wskit.client.less
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from ..core import protocol
+from ..exceptions import ConnectionClosed
 from .frames import decode as _decode  # noqa: F401  (the course's heartbeat check reads frames)
 from .lessons import LessonHooks
 from .link import Link
@@ -100,9 +102,27 @@ class Client(Link, LessonHooks):
     def leave(self, room: str) -> Awaitable[Frame]:
         return self.request(protocol.leave_request(room))
 
-    def send(self, room: str, content: str) -> Awaitable[Frame]:
-        """Post to a room; returns the ``sent`` acknowledgement (with the message id)."""
-        return self.request(protocol.post_request(room, content))
+    async def send(self, room: str, content: protocol.Content, *,
+                   id: str | None = None) -> Frame:
+        """Post to a room; returns the ``sent`` acknowledgement (with the message id
+        and, with history on, its offset).
+
+        Every post carries an id (``id``, or a random one), so sending it again is
+        harmless: the server answers a repeat with the first ``sent`` and delivers
+        nothing new (docs/protocol.md, "Post ids"). With ``reconnect=True`` that is
+        what happens when the connection drops before the reply: the post may or may
+        not have landed, so it is sent again, with its id, once the client is back in
+        its rooms, and this call returns that one ``sent``.
+        """
+        frame = protocol.post_request(room, content, id=id or secrets.token_hex(8))
+        while True:
+            generation = self._generation
+            try:
+                return await self.request(frame)
+            except ConnectionClosed:
+                if not self.reconnect or self._app_closed:
+                    raise
+            await self._back_in_rooms(generation)  # ConnectionClosed if closed for good
 
     def direct(self, to: str, content: str) -> Awaitable[Frame]:
         return self.request(protocol.direct_request(to, content))

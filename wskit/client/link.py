@@ -87,6 +87,10 @@ class Link:
         self._reading.set()
         self._connected = asyncio.Event()
         self._closed = asyncio.Event()
+        #: connections that rejoined their rooms so far, and an event set at each
+        #: (and at the end): what a post resent after a drop waits for
+        self._generation = 0
+        self._rejoined = asyncio.Event()
         #: refreshes the token before ``welcome["expiresAt"]`` (wskit.client.refresh)
         self.refresher: Refresher | None = None
 
@@ -183,6 +187,7 @@ class Link:
                 await asyncio.wait({self._rejoin})
             self._closed.set()
             self._ping_seen.set()
+            self._rejoined.set()
             self._fail_pending()
             self._inbox.end()
 
@@ -204,12 +209,26 @@ class Link:
 
     async def _rejoin_rooms(self) -> None:
         """Rejoin every room with ``since``: the server replays what was missed."""
-        for frame in self._tracker.rejoin_requests():
-            try:
-                await self.request(frame)
-            except (ConnectionClosed, ServerError, asyncio.TimeoutError) as exc:
-                log.info("rejoining %s failed: %r", frame["roomId"], exc)
-                return
+        try:
+            for frame in self._tracker.rejoin_requests():
+                try:
+                    await self.request(frame)
+                except (ConnectionClosed, ServerError, asyncio.TimeoutError) as exc:
+                    log.info("rejoining %s failed: %r", frame["roomId"], exc)
+                    return
+        finally:
+            self._generation += 1
+            self._rejoined.set()
+
+    async def _back_in_rooms(self, generation: int) -> None:
+        """Wait until a connection newer than ``generation`` has rejoined its rooms
+        (so a resent post is not refused as "not joined"); :class:`ConnectionClosed`
+        when the link closed for good instead."""
+        while self._generation == generation:
+            if self._closed.is_set():
+                raise self._closed_error()
+            self._rejoined.clear()
+            await self._rejoined.wait()
 
     async def _repair(self, request: Frame) -> None:
         """Fetch the messages of a gap; hand them, then the held ones, to the inbox."""

@@ -51,8 +51,8 @@ class SyncClient:
     def leave(self, room: str) -> dict[str, Any]:
         return self._run(self._client.leave(room))
 
-    def send(self, room: str, content: str) -> dict[str, Any]:
-        return self._run(self._client.send(room, content))
+    def send(self, room: str, content: str, *, id: str | None = None) -> dict[str, Any]:
+        return self._run(self._client.send(room, content, id=id))
 
     def direct(self, to: str, content: str) -> dict[str, Any]:
         return self._run(self._client.direct(to, content))

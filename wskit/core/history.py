@@ -9,22 +9,51 @@ Redis restarted without persistence, a room idle past its TTL) the next post
 starts a new epoch at offset 1, so a client holding an old ``(offset, epoch)``
 can tell that it cannot be given what it missed.
 
+A post may carry an **id** chosen by its sender (docs/protocol.md): the store
+remembers it beside the offset, and a repeat of the same id by the same user is
+answered with the first post's offset (:class:`Repeat`) and stored and published
+nothing. That is what makes a retry safe when a reply was lost: the post may or
+may not have landed, and only the store can tell. An id is remembered while its
+post is retained (the room's last ``size`` posts) and, however busy the room, for
+at least :data:`ID_WINDOW` seconds after it was made, as long as the history
+itself lives (``ttl`` after its last post).
+
 The model follows Centrifugo's history and recovery (a stream per channel with a
 top offset and an epoch); the names are wskit's.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .envelope import with_offset  # re-exported: where the splice used to live
 
-__all__ = ["Retention", "Entry", "Page", "MemoryStreams", "with_offset", "new_epoch",
-           "is_recovered"]
+__all__ = ["Retention", "Entry", "Page", "MemoryStreams", "Repeat", "ID_WINDOW", "once_token",
+           "with_offset", "new_epoch", "is_recovered"]
+
+#: a post's id is remembered at least this many seconds, however busy its room
+ID_WINDOW = 120.0
+
+
+class Repeat(NamedTuple):
+    """What storing a post whose id its user already posted gives: nothing was
+    stored or published; ``offset`` is the first post's. (A tuple, as the
+    ``(offset, epoch)`` of a stored post is.)"""
+
+    offset: int
+    epoch: str
+
+
+def once_token(user: str, post_id: str) -> str:
+    """The key a post's id is remembered under: ids are per user (a JSON pair, so
+    no user and id can spell another pair)."""
+    return json.dumps([user, post_id])
 
 
 @dataclass(frozen=True)
@@ -67,13 +96,26 @@ def is_recovered(page: Page, since_offset: int, since_epoch: str) -> bool:
 
 
 class _Room:
-    __slots__ = ("epoch", "top", "entries", "touched")
+    __slots__ = ("epoch", "top", "entries", "touched", "ids")
 
     def __init__(self, epoch: str, size: int, now: float) -> None:
         self.epoch = epoch
         self.top = 0
         self.entries: deque[Entry] = deque(maxlen=size)
         self.touched = now
+        #: post ids remembered: token -> (offset, when), oldest first
+        self.ids: dict[str, tuple[int, float]] = {}
+
+    def forget_ids(self, size: int, now: float, budget: int) -> None:
+        """Drop up to ``budget`` of the oldest ids whose post is no longer retained
+        and older than :data:`ID_WINDOW` (the rule of the Redis append script)."""
+        ids = self.ids
+        while ids and budget > 0:
+            token, (offset, when) = next(iter(ids.items()))
+            if when > now - ID_WINDOW or offset > self.top - size:
+                return
+            del ids[token]
+            budget -= 1
 
 
 class MemoryStreams:
@@ -108,15 +150,24 @@ class MemoryStreams:
             room.touched = now
         return room
 
-    def append(self, key: str, text: str, retention: Retention, now: float) -> tuple[int, str]:
-        """Store one frame; its ``(offset, epoch)``."""
+    def append(self, key: str, text: str, retention: Retention, now: float,
+               once: str | None = None) -> tuple[int, str]:
+        """Store one frame; its ``(offset, epoch)``, or a :class:`Repeat` when
+        ``once`` (a :func:`once_token`) was stored before and is still remembered."""
         with self._lock:
             room = self._live(key, retention, now)
             if room is None:
                 room = self._rooms[key] = _Room(self._unborn(key, retention, now),
                                                 retention.size, now)
+            if once is not None:
+                prior = room.ids.get(once)
+                if prior is not None:
+                    return Repeat(prior[0], room.epoch)
             room.top += 1
             room.entries.append(Entry(room.top, text))
+            if once is not None:
+                room.forget_ids(retention.size, now, 2)
+                room.ids[once] = (room.top, now)
             return room.top, room.epoch
 
     def read(self, key: str, retention: Retention, now: float, *,

@@ -93,6 +93,8 @@ class Post:
     room: str
     content: Content
     ref: str | int | None = None
+    #: the sender's id for this post: a repeat of it is answered, not posted again
+    id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,26 @@ def _ref(obj: dict) -> str | int | None:
     return ref
 
 
+#: a post's id (chosen by its sender) is at most this long
+MAX_ID_LEN = 64
+
+
+def _post_id(obj: dict) -> str | None:
+    """A post's ``id``: 1 to 64 printable characters (it is stored, and shown to
+    every receiver, so no control characters)."""
+    post_id = obj.get("id")
+    if post_id is None:
+        return None
+    if not isinstance(post_id, str):
+        raise ProtocolError("wrong_type",
+                            f"field 'id' must be a string, got {_type_name(post_id)}")
+    if not 1 <= len(post_id) <= MAX_ID_LEN or not post_id.isprintable():
+        raise ProtocolError("invalid_value", f"field 'id' must be 1 to {MAX_ID_LEN} "
+                            "printable characters")
+    _check_encodable(post_id, "id")
+    return post_id
+
+
 #: most messages one history request returns
 MAX_LIMIT = 1000
 _MAX_LIMIT = MAX_LIMIT
@@ -291,8 +313,9 @@ def parse(text: str, *, objects: bool = False) -> Request:
 def _request(obj: dict, kind: str, ref: Ref, objects: bool = False) -> Request:
     if kind == "message":
         if objects and isinstance(obj.get("content"), dict):
-            return Post(_room(obj, kind), _object(obj["content"], "content"), ref)
-        return Post(_room(obj, kind), _field(obj, "content", kind), ref)
+            return Post(_room(obj, kind), _object(obj["content"], "content"), ref,
+                        _post_id(obj))
+        return Post(_room(obj, kind), _field(obj, "content", kind), ref, _post_id(obj))
     if kind == "join":
         return Join(_room(obj, kind), ref, _since(obj))
     if kind == "history":
@@ -348,9 +371,14 @@ def leave_request(room: str, *, ref: Ref = None) -> dict[str, Any]:
     return _with_ref({"type": "leave", "roomId": room}, ref)
 
 
-def post_request(room: str, content: Content, *, ref: Ref = None) -> dict[str, Any]:
-    """A room message (``"type": "message"`` on the wire, :class:`Post` once parsed)."""
-    return _with_ref({"type": "message", "roomId": room, "content": content}, ref)
+def post_request(room: str, content: Content, *, ref: Ref = None,
+                 id: str | None = None) -> dict[str, Any]:
+    """A room message (``"type": "message"`` on the wire, :class:`Post` once parsed);
+    ``id`` makes a repeat of it harmless (docs/protocol.md, "Post ids")."""
+    frame: dict[str, Any] = {"type": "message", "roomId": room, "content": content}
+    if id is not None:
+        frame["id"] = id
+    return _with_ref(frame, ref)
 
 
 def direct_request(to: str, content: str, *, ref: Ref = None) -> dict[str, Any]:

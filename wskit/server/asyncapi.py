@@ -121,8 +121,11 @@ def client_message_schemas() -> dict[str, dict[str, Any]]:
         "join": _frame("join", ["roomId"], {"roomId": _ROOM, "since": since},
                        "enter a room (with since: and get what was missed)", ref=True),
         "leave": _frame("leave", ["roomId"], {"roomId": _ROOM}, "leave a room", ref=True),
-        "post": _frame("message", ["roomId", "content"], {"roomId": _ROOM, "content": _CONTENT},
-                       "post to a joined room", ref=True),
+        "post": _frame("message", ["roomId", "content"], {
+            "roomId": _ROOM, "content": _CONTENT,
+            "id": {"type": "string", "minLength": 1, "maxLength": 64,
+                   "description": "the sender's id: a repeat is answered, not posted"}},
+            "post to a joined room", ref=True),
         "direct": _frame("direct", ["to", "content"], {"to": _STR, "content": _STR},
                          "send to every connection of a user", ref=True),
         "historyRequest": _frame("history", ["roomId"], {

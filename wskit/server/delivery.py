@@ -26,7 +26,7 @@ from typing import Any
 
 from ..backplane import Sent
 from ..core import protocol
-from ..core.history import with_offset
+from ..core.history import Repeat, once_token, with_offset
 from ..core.hub import Hub
 from ..core.protocol import CloseCode
 from ..exceptions import BackplaneUnavailable
@@ -84,7 +84,10 @@ class Delivery:
                 f'{{"type": "join", "roomId": "{req.room}"}} first', req.ref))
             return
         self.stats.posts += 1
-        mid, now = self.next_id(), time.time()
+        # The sender's id, when it gave one, is the message's: receivers see it, and
+        # the store answers a repeat of it (with history on) instead of posting again.
+        mid, now = req.id or self.next_id(), time.time()
+        once = None if req.id is None else once_token(conn.user, req.id)
         text = protocol.encode({"type": "message", "roomId": req.room, "userId": conn.user,
                                 "content": req.content, "timestamp": now, "id": mid})
         targets = self.hub.room_targets(req.room, exclude=conn)
@@ -92,11 +95,13 @@ class Delivery:
         if relay is None:
             extra: dict[str, Any] = {}
             if log is None:
-                frame = Outgoing(text)
+                self.fan_out(req.room, targets, Outgoing(text), None)
             else:  # standalone with history: offset here, deliver now (in offset order)
-                offset, epoch = log.append_here(req.room, text)
-                frame, extra["offset"] = Outgoing(with_offset(text, offset, epoch)), offset
-            self.fan_out(req.room, targets, frame, extra.get("offset"))
+                stored = log.append_here(req.room, text, once)
+                extra["offset"] = stored[0]
+                if not isinstance(stored, Repeat):  # a repeat was delivered the first time
+                    self.fan_out(req.room, targets, Outgoing(with_offset(text, *stored)),
+                                 stored[0])
             conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room,
                                         timestamp=now, **extra))
         else:
@@ -113,7 +118,8 @@ class Delivery:
                 pending = self._posting[conn] = _InFlight()
             pending.count += 1
             relay.post_room(req.room, text, conn.id, None if log is None else log.retention,
-                            functools.partial(self._posted, conn, req, mid, now, text, pending))
+                            functools.partial(self._posted, conn, req, mid, now, text, pending),
+                            once)
             if pending.count > _POSTS_IN_FLIGHT:  # back-pressure on the store
                 await pending.fewer_than(_POSTS_IN_FLIGHT)
         await self._hold_sender(conn, targets)
@@ -128,7 +134,7 @@ class Delivery:
             if self.log is not None:  # not delivered anywhere yet: here, without an offset
                 self.fan_out(req.room, self.hub.room_targets(req.room, exclude=conn),
                               Outgoing(text), None)
-        elif result is not None:
+        elif result is not None:  # stored, or a Repeat: the first post's offset
             extra["offset"] = result[0]
         conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room, timestamp=now,
                                     **extra))

@@ -152,7 +152,7 @@ class Hooks:
         if not isinstance(content, (str, dict)):
             raise TypeError(f"on_post returns the content (a str or a dict) or None, not "
                             f"{content!r:.80}")
-        return protocol.Post(req.room, content, req.ref)
+        return protocol.Post(req.room, content, req.ref, req.id)
 
     # -- after: told, in tasks of their own ---------------------------------------
 

@@ -51,14 +51,15 @@ class RoomLog:
         #: (connection, room) -> live posts held back while its history is read
         self.buffers: dict[tuple[Connection, str], list[tuple[int, Outgoing]]] = {}
 
-    def append_here(self, room: str, text: str) -> tuple[int, str]:
-        """Store a post of a standalone server (no backplane); its ``(offset, epoch)``.
+    def append_here(self, room: str, text: str, once: str | None = None) -> tuple[int, str]:
+        """Store a post of a standalone server (no backplane); its ``(offset, epoch)``,
+        or a :class:`~wskit.core.history.Repeat` for an id stored before.
 
         No await happens here, so the caller delivers posts in offset order. With a
         backplane, posts are stored by :meth:`Relay.post_room` instead.
         """
         assert self._local is not None, "with a backplane, posts are stored by the relay"
-        return self._local.append(room, text, self.retention, _now())
+        return self._local.append(room, text, self.retention, _now(), once)
 
     async def read(self, room: str, *, after: int | None = None,
                    last: int | None = None) -> Page:

@@ -160,7 +160,7 @@ class Relay:
 
     def post_room(self, room: str, frame_text: str, sender: str,
                   retention: Retention | None,
-                  done: Callable[[Sent], None]) -> None:
+                  done: Callable[[Sent], None], once: str | None = None) -> None:
         """Queue a room post for the next batch; ``done`` is called with its
         :data:`Sent`, posts in queue order (also when the relay stops first).
 
@@ -168,13 +168,15 @@ class Relay:
         instance with members in the room, this one included, delivers it from the
         bus, in offset order, and its origin names the sending connection
         (``instance/conn``) so this instance does not echo it to its sender. Without,
-        it is only published (the caller delivered it here already).
+        it is only published (the caller delivered it here already). ``once`` (a
+        :func:`~wskit.core.history.once_token`) makes a repeat a
+        :class:`~wskit.core.history.Repeat`: stored and published nothing.
         """
         if retention is None:
             post = RoomPost(self.room_channel(room), self.instance_id, frame_text)
         else:
             post = RoomPost(self.room_channel(room), f"{self.instance_id}/{sender}", frame_text,
-                            self.history_key(room), retention)
+                            self.history_key(room), retention, once)
         # A single Redis publishes in the order it receives: one lane keeps every room
         # in order and batches them all. A cluster has a lane per shard, so a failed
         # shard stalls only its own rooms.
