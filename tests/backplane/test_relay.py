@@ -39,9 +39,10 @@ async def test_envelopes_become_typed_events() -> None:
         await relay.stop()
     assert events == [
         Inbound("presence", "r", presence, whose="alice"),
-        Inbound("room", "r", envelope.with_offset(post, 3, "0a0b0c0d"), 3, sender="c7"),
+        Inbound("room", "r", envelope.with_offset(post, 3, "0a0b0c0d"), 3, sender="c7",
+                epoch="0a0b0c0d"),
         Inbound("user", "bob", '{"type":"direct"}'),
-        Inbound("room", "r", envelope.with_offset(post, 4, "0a0b0c0d"), 4),
+        Inbound("room", "r", envelope.with_offset(post, 4, "0a0b0c0d"), 4, epoch="0a0b0c0d"),
     ]
     assert got.empty()
 
@@ -74,5 +75,5 @@ async def test_an_envelope_forged_with_this_instances_origin_never_reaches_a_cli
         await other.stop()
         await relay.stop()
     assert event == Inbound("room", "r", envelope.with_offset(post, 4, "0a0b0c0d"), 4,
-                            sender="c7")
+                            sender="c7", epoch="0a0b0c0d")
     assert got.empty()

@@ -1,9 +1,11 @@
 """A gap while connected is repaired: the client fetches exactly what it missed.
 
 An instance whose backplane subscription was down (a listener outage) never hears
-what other instances published meanwhile; its clients see the next offset jump.
-wskit.Client holds what comes after the jump, reads the missing range (``history``
-with ``after``) and hands everything over in offset order, without reconnecting.
+what other instances published meanwhile; its clients see the next offset jump
+(here ``room_repair`` is off: the server would otherwise replay them itself,
+tests/server/test_room_repair.py). wskit.Client holds what comes after the jump,
+reads the missing range (``history`` with ``after``) and hands everything over in
+offset order, without reconnecting.
 The rules themselves are specified in tests/core/test_tracker.py.
 """
 
@@ -22,7 +24,8 @@ async def test_posts_lost_in_a_listener_outage_reach_a_connected_client_in_order
         start, clients, framework) -> None:
     bus = f"gap-{uuid.uuid4().hex[:8]}"
     here = GatedBackplane(bus)
-    a = await start(framework, backplane=here, history_size=200)  # keeps all 102 posts
+    a = await start(framework, backplane=here, history_size=200,  # keeps all 102 posts
+                    room_repair=False)
     b = await start("aiohttp", backplane=GatedBackplane(bus), history_size=200)
     alice, bob = await clients(a, user="alice"), await clients(b, user="bob")
     for c in (alice, bob):
@@ -47,7 +50,7 @@ async def test_posts_lost_in_a_listener_outage_reach_a_connected_client_in_order
 async def test_what_the_history_no_longer_holds_is_announced_as_a_gap(start, clients) -> None:
     bus = f"gap-{uuid.uuid4().hex[:8]}"
     here = GatedBackplane(bus)
-    a = await start("fastapi", backplane=here, history_size=10)
+    a = await start("fastapi", backplane=here, history_size=10, room_repair=False)
     b = await start("aiohttp", backplane=GatedBackplane(bus), history_size=10)
     alice, bob = await clients(a, user="alice"), await clients(b, user="bob")
     for c in (alice, bob):

@@ -108,10 +108,21 @@ class Broker(abc.ABC):
 
     def __init__(self) -> None:
         self.on_message: MessageHandler | None = None
+        #: called once the backend has every wanted channel again after losing them
+        #: (a dropped listener connection): whatever was published in between was
+        #: not heard here (the server then repairs its rooms: wskit.server.positions)
+        self.on_resubscribed: Callable[[], None] | None = None
         #: the channels wanted (the relay records intents here, in hub order) and
         #: those the backend confirmed; one worker applies the difference
         self.subscriptions: Reconciler[str] = Reconciler(
             self._changes, name=f"wskit-subscriptions-{id(self):x}", eager=False)
+
+    def _resubscribed(self) -> None:
+        if self.on_resubscribed is not None:
+            try:
+                self.on_resubscribed()
+            except Exception:
+                log.exception("on_resubscribed failed")
 
     @property
     def channels(self) -> set[str]:

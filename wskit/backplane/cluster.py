@@ -299,6 +299,7 @@ class ClusterBackplane(Broker):
                 await asyncio.sleep(backoff.next())  # between attempts
             self.reconnects += 1
             self._healthy.set()
+            self._resubscribed()
             log.warning("backplane %s: resubscribed %d channel(s) on %d shard(s) after %.1fs",
                         self.url, len(self.subscriptions.wanted), len(self._shards),
                         time.monotonic() - down_since)

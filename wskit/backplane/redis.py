@@ -340,6 +340,7 @@ class RedisBackplane(Broker):
         await self.subscriptions.settle()
         if self._pubsub is pubsub and self._live:
             self._connected.set()
+            self._resubscribed()  # the first time too: nothing is followed yet then
 
     async def _resubscribe(self, pubsub: Any) -> set[str]:
         """Subscribe a fresh connection to every channel wanted right now."""

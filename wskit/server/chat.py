@@ -42,6 +42,7 @@ from .hooks import Hooks
 from .logs import client_faults
 from .membership import Membership
 from .metrics import Counts, ServerMetrics
+from .positions import Arrival, Positions
 from .presence import MemoryPresence, Presence
 from .recovery import RoomLog
 from .relay import Inbound, Relay
@@ -110,6 +111,14 @@ class ChatServer(ServerAPIMethods):
         self.authority = Authority(settings, self.hub, self.presence, authorize, self.claims)
         # under any policy but open, no reply says whether another user is online
         self.delivery.hide_offline = not self.authority.open
+        #: where each room stands here, and the repair of what the bus lost
+        #: (history and a backplane: a subscription can miss posts)
+        self.positions: Positions | None = (
+            Positions(self._deliver_post, self._read_position)
+            if settings.room_repair and self.log is not None and self.relay is not None
+            else None)
+        self.delivery.positions = self.membership.positions = self.positions
+        self._checking: asyncio.Task[None] | None = None
         #: by id: a post back from the bus names its sender by id
         self._connections: dict[str, Connection] = {}
         self._started = False
@@ -141,6 +150,13 @@ class ChatServer(ServerAPIMethods):
             return
         if self.relay is not None:
             await self.relay.start()
+        if self.positions is not None:
+            assert self.backplane is not None
+            self.backplane.on_resubscribed = self.positions.check_all
+            if self.settings.position_check:
+                self._checking = asyncio.get_running_loop().create_task(
+                    self._check_positions(self.settings.position_check),
+                    name="wskit-position-check")
         self.presence.start()
         self._started = True
         self.draining = False
@@ -166,6 +182,12 @@ class ChatServer(ServerAPIMethods):
                 await asyncio.wait(slow)
         await self.hooks.idle(self.settings.drain_timeout)
         await self.presence.stop()
+        if self._checking is not None:
+            self._checking.cancel()
+            await asyncio.wait([self._checking])
+            self._checking = None
+        if self.positions is not None:
+            await self.positions.stop()
         if self.relay is not None:
             await self.relay.stop(timeout=self.settings.drain_timeout)
         self._started = False
@@ -175,6 +197,8 @@ class ChatServer(ServerAPIMethods):
         is done."""
         await self.hooks.idle()
         await self.presence.idle()
+        if self.positions is not None:
+            await self.positions.idle()
         if self.relay is not None:
             await self.relay.idle()
 
@@ -447,6 +471,10 @@ class ChatServer(ServerAPIMethods):
                 self.authority.close_user(event.target)
                 return
             targets = self.hub.user_targets(event.target)
+        elif event.offset is not None and event.epoch is not None and self.positions:
+            self.positions.arrived(Arrival(event.target, event.text, event.offset,
+                                           event.epoch, event.sender))
+            return
         else:
             # our own post, back from the bus: not to its sender
             sender = None if event.sender is None else self._connections.get(event.sender)
@@ -455,6 +483,33 @@ class ChatServer(ServerAPIMethods):
                 targets = [t for t in targets if t.user != event.whose]
         if targets:
             self.delivery.fan_out(event.target, targets, Outgoing(event.text), event.offset)
+
+    def _deliver_post(self, post: Arrival, floors: dict[Connection, int] | None) -> None:
+        """A room post with an offset, in order (from :class:`Positions`): to the
+        members here, but not its sender, nor one whose join already gave it."""
+        sender = None if post.sender is None else self._connections.get(post.sender)
+        targets = self.hub.room_targets(post.room, sender)
+        if floors is not None:
+            targets = [t for t in targets if floors.get(t, 0) < post.offset]
+        if targets:
+            self.delivery.fan_out(post.room, targets, Outgoing(post.text), post.offset)
+
+    async def _read_position(self, room: str, after: int | None) -> Any:
+        assert self.log is not None
+        if after is None:
+            return await self.log.read(room, last=0)
+        return await self.log.read(room, after=after)
+
+    async def _check_positions(self, every: float) -> None:
+        """Compare each room's delivered offset with the store's top, every ``every``
+        s: a loss no jump and no reconnect showed is repaired within one period."""
+        assert self.positions is not None
+        while True:
+            await asyncio.sleep(every)  # a period, not synchronisation
+            try:
+                await self.positions.compare()
+            except Exception:  # a bug here must not end the checks
+                log.exception("position check failed")
 
     # -- revocation ----------------------------------------------------------
 

@@ -32,6 +32,7 @@ from ..core.protocol import CloseCode
 from ..exceptions import BackplaneUnavailable
 from .connection import Connection, Outgoing
 from .metrics import Counts
+from .positions import Positions
 from .recovery import RoomLog
 from .relay import Relay
 from .settings import Settings
@@ -66,6 +67,8 @@ class Delivery:
         #: user is online (set under every authorization policy but open)
         self.hide_offline = False
         self.stats = Counts()  # the server's, once it is made
+        #: where each room stands here (the server's, with a backplane and history)
+        self.positions: Positions | None = None
 
     def next_id(self) -> str:
         return f"{self._instance_id}-{next(self._ids)}"
@@ -136,6 +139,8 @@ class Delivery:
                               Outgoing(text), None)
         elif result is not None:  # stored, or a Repeat: the first post's offset
             extra["offset"] = result[0]
+            if self.positions is not None and not isinstance(result, Repeat):
+                self.positions.posted(req.room, result[0], conn.id)
         conn.deliver(protocol.reply("sent", req.ref, id=mid, roomId=req.room, timestamp=now,
                                     **extra))
 

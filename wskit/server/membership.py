@@ -19,6 +19,7 @@ from ..exceptions import BackplaneUnavailable
 from .connection import Connection
 from .delivery import bus_down
 from .metrics import Counts
+from .positions import Positions
 from .presence import Presence
 from .recovery import RoomLog
 from .relay import Relay
@@ -39,6 +40,8 @@ class Membership:
         self.log = log
         self.presence = presence
         self.stats = Counts()  # the server's, once it is made
+        #: where each room stands here (the server's, with a backplane and history)
+        self.positions: Positions | None = None
 
     async def join(self, conn: Connection, req: protocol.Join) -> None:
         rooms = self.settings.rooms
@@ -79,6 +82,9 @@ class Membership:
             conn.deliver(frame)
         for frame in rejoin.live:
             conn.deliver(frame)
+        if self.positions is not None and rejoin.error is None and self.hub.is_member(
+                conn, req.room):
+            self.positions.joined(conn, req.room, fields["epoch"], fields["offset"])
 
     async def history(self, conn: Connection, req: protocol.History) -> None:
         if self.log is None:
@@ -111,7 +117,12 @@ class Membership:
             conn.deliver(protocol.error_frame(
                 "not_joined", f"you are not in room {req.room!r}", req.ref))
             return
-        if self.hub.leave(conn, req.room) and self.relay is not None:
+        emptied = self.hub.leave(conn, req.room)
+        if self.positions is not None:
+            self.positions.left(conn, req.room)
+            if emptied:
+                self.positions.forget(req.room)
+        if emptied and self.relay is not None:
             self.relay.room_emptied(req.room)
             self.relay.settle_soon()
         if not self.hub.user_in_room(conn.user, req.room):
@@ -135,9 +146,15 @@ class Membership:
         """``conn`` is closing: out of every room; presence and the subscriptions of
         the rooms (and the user) it leaves behind empty are let go."""
         departure = self.hub.remove(conn)
+        positions = self.positions
         for room in departure.rooms:
             if not self.hub.user_in_room(departure.user, room):
                 self.presence.unwant(room, departure.user)
+            if positions is not None:
+                positions.left(conn, room)
+        if positions is not None:
+            for room in departure.rooms_emptied:
+                positions.forget(room)
         relay = self.relay
         if relay is None or not departure.user:
             return

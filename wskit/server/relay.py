@@ -64,6 +64,8 @@ class Inbound(NamedTuple):
     sender: str | None = None
     #: a presence event: the user it is about, who is not told
     whose: str | None = None
+    #: the epoch of its offset; None without history
+    epoch: str | None = None
 
 
 #: what the relay hands each :class:`Inbound` to (``ChatServer._route``)
@@ -274,6 +276,7 @@ class Relay:
                 return
             sender: str | None = head.origin.partition("/")[2]
             offset: int | None = head.offset
+            epoch: str | None = head.epoch
             text = envelope.with_offset(head.frame_text, head.offset, head.epoch)
         else:  # another instance's, or anyone's: checked in full before any client sees it
             try:
@@ -283,8 +286,9 @@ class Relay:
                 return
             instance, _, sender = origin.partition("/")
             offset = frame.get("offset")
+            epoch = frame.get("epoch")
             if type(offset) is not int:
-                offset = None
+                offset = epoch = None
             if instance != self.instance_id:
                 sender = None
             elif offset is None:
@@ -294,4 +298,4 @@ class Relay:
                 user = frame.get("userId")
                 whose = user if isinstance(user, str) else None
             text = encode(frame)
-        self._route(Inbound(kind, target, text, offset, sender, whose))
+        self._route(Inbound(kind, target, text, offset, sender, whose, epoch))

@@ -53,6 +53,14 @@ class Settings:
     history_size: int = 100
     #: a room's history expires this long after its last post or read (seconds)
     history_ttl: float = 3600.0
+    #: this instance replays what its bus subscription missed to its members (a
+    #: backplane and history on; wskit.server.positions); off, clients see the jump in
+    #: offsets and repair it themselves, as wskit.Client does
+    room_repair: bool = True
+    #: every this many seconds each room's last delivered offset is compared with the
+    #: store's top, and what this instance missed is replayed (a backplane and history
+    #: on); 0: only on a jump, a join and a listener reconnect (wskit.server.positions)
+    position_check: float = 10.0
     #: an instance's presence entries expire this long after its last refresh (it
     #: refreshes every third of it), so a killed instance's users vanish within it
     presence_ttl: float = 30.0
@@ -143,6 +151,8 @@ class Settings:
                               "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if self.history_size < 0:
             raise ConfigError("history_size must be 0 (off) or more")
+        if self.position_check < 0:
+            raise ConfigError("position_check must be 0 (off) or more seconds")
         if self.history_ttl <= 0 or self.drain_timeout <= 0 or self.presence_ttl <= 0:
             raise ConfigError("history_ttl, presence_ttl and drain_timeout must be positive")
         if self.token_grace < 0:

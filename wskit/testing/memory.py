@@ -247,6 +247,7 @@ class GatedBackplane(MemoryBackplane):
         """Reconnected: resubscribe to everything wanted, as the Redis listener does."""
         self.up = True
         await self.subscriptions.settle()
+        self._resubscribed()
 
     async def _pass(self, op: str) -> None:
         """Wait at ``op``'s gate, if it is held."""

@@ -1,0 +1,184 @@
+"""An instance that missed posts on the bus replays them to its members (wskit.server.positions).
+
+The clients here are raw WebSocket peers that never repair anything themselves
+(a browser page, a client of another language): whatever they get in order is
+the server's doing. wskit.Client's own repair is tested in tests/client/test_gap_repair.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+from wskit.devtools.deploy import IdleRelay
+from wskit.testing import GatedBackplane
+
+pytestmark = pytest.mark.timeout(90)
+
+REDIS_URL = os.environ.get("WSKIT_REDIS_URL")
+
+
+class Peer:
+    """A raw client: every message frame it got, in order; answers pings."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self.closed = False
+
+    async def next(self, kind: str, timeout: float = 10) -> dict[str, Any]:
+        while True:
+            msg = await self.ws.receive(timeout=timeout)
+            assert msg.type is aiohttp.WSMsgType.TEXT, msg
+            frame = json.loads(msg.data)
+            if frame["type"] == "ping" and "ref" not in frame:
+                await self.ws.send_json({"type": "pong"})
+            if frame["type"] == "message":
+                self.messages.append(frame)
+            if frame["type"] == kind:
+                return frame
+
+    async def join(self, room: str) -> dict[str, Any]:
+        await self.ws.send_json({"type": "join", "roomId": room, "ref": "j"})
+        return await self.next("joined")
+
+    async def post(self, room: str, text: str) -> dict[str, Any]:
+        await self.ws.send_json({"type": "message", "roomId": room, "content": text,
+                                 "ref": text})
+        return await self.next("sent")
+
+
+async def _peer(session: aiohttp.ClientSession, srv: Any, user: str) -> Peer:
+    peer = Peer(await session.ws_connect(srv.url_for(user)))
+    await peer.next("welcome")
+    return peer
+
+
+async def _outage_case(start, framework: str, here: Any, there: Any, cut: Any,
+                       mend: Any, **settings: Any) -> None:
+    a = await start(framework, backplane=here, history_size=200, **settings)
+    b = await start("aiohttp", backplane=there, history_size=200)
+    async with aiohttp.ClientSession() as session:
+        watchers = [await _peer(session, a, f"w{i}") for i in range(3)]
+        bob = await _peer(session, b, "bob")
+        for p in (*watchers, bob):
+            await p.join("lobby")
+        await bob.post("lobby", "before")
+        for w in watchers:
+            assert (await w.next("message"))["content"] == "before"
+
+        cut()                                         # a hears nothing from the bus...
+        outage = asyncio.get_running_loop().create_task(asyncio.sleep(2.0))  # its length
+        for i in range(100):
+            await bob.post("lobby", f"during {i}")    # ...while b posts 100
+        await outage
+        await mend(a)                                 # no post after: a quiet room
+
+        for w in watchers:
+            while len(w.messages) < 101:
+                await w.next("message", timeout=20)
+            got = w.messages[1:]
+            assert [m["content"] for m in got] == [f"during {i}" for i in range(100)]
+            offsets = [m["offset"] for m in got]
+            assert offsets == list(range(offsets[0], offsets[0] + 100))
+            assert not w.ws.closed  # without reconnecting
+        assert a.server.positions is not None and a.server.positions.repaired >= 100
+
+
+async def test_a_listener_outage_loses_nothing_for_connected_clients(start, framework) -> None:
+    bus = f"repair-{uuid.uuid4().hex[:8]}"
+    here = GatedBackplane(bus)
+    async def mend(a: Any) -> None:
+        await here.restore()
+
+    await _outage_case(start, framework, here, GatedBackplane(bus), here.drop, mend)
+
+
+@pytest.mark.skipif(REDIS_URL is None, reason="set WSKIT_REDIS_URL for the real Redis case")
+async def test_a_real_redis_listener_outage_of_2s_loses_nothing(start, framework) -> None:
+    """The instance's whole way to Redis is cut for 2 s (a TCP relay), so its
+    subscription drops and reconnects; nothing tells the room a post was missed."""
+    assert REDIS_URL is not None
+    host, _, port = REDIS_URL.split("//")[1].split("/")[0].rpartition(":")
+    relay = await IdleRelay((host, int(port)), idle_timeout=None).start()
+    async def mend(a: Any) -> None:
+        relay.mend()
+        await a.server.backplane.wait_healthy(20)
+
+    try:
+        await _outage_case(start, framework, f"redis://{relay.address}/0", REDIS_URL,
+                           relay.cut, mend)
+    finally:
+        await relay.stop()
+
+
+async def test_a_jump_is_filled_from_the_history_before_the_post_after_it(start) -> None:
+    """The next post after an outage shows the gap at once: the missing ones come first."""
+    bus = f"repair-{uuid.uuid4().hex[:8]}"
+    here = GatedBackplane(bus)
+    a = await start("fastapi", backplane=here, position_check=0)
+    b = await start("aiohttp", backplane=GatedBackplane(bus))
+    async with aiohttp.ClientSession() as session:
+        alice, bob = await _peer(session, a, "alice"), await _peer(session, b, "bob")
+        for p in (alice, bob):
+            await p.join("lobby")
+        here.drop()
+        for i in range(5):
+            await bob.post("lobby", f"lost {i}")
+        here.up = True                # the bus is back, but no resubscribe is reported:
+        await here.subscriptions.settle()  # only the jump can show the gap
+        await bob.post("lobby", "after")
+        while len(alice.messages) < 6:
+            await alice.next("message")
+        assert [m["content"] for m in alice.messages] == [f"lost {i}" for i in range(5)] + ["after"]
+
+
+async def test_own_posts_are_not_sent_back_by_a_repair(start) -> None:
+    bus = f"repair-{uuid.uuid4().hex[:8]}"
+    here = GatedBackplane(bus)
+    a = await start("aiohttp", backplane=here)
+    await start("aiohttp", backplane=GatedBackplane(bus))
+    async with aiohttp.ClientSession() as session:
+        alice, carol = await _peer(session, a, "alice"), await _peer(session, a, "carol")
+        for p in (alice, carol):
+            await p.join("lobby")
+        here.drop()                   # a's subscription is down; its posts still store
+        await alice.post("lobby", "mine")
+        await here.restore()
+        assert (await carol.next("message"))["content"] == "mine"
+        await carol.post("lobby", "reply")  # alice's next message is carol's, not her own
+        assert (await alice.next("message"))["content"] == "reply"
+        assert [m["content"] for m in alice.messages] == ["reply"]
+
+
+async def test_a_join_that_read_further_than_the_bus_got_is_not_sent_it_twice(start) -> None:
+    bus = f"repair-{uuid.uuid4().hex[:8]}"
+    here = GatedBackplane(bus)
+    a = await start("aiohttp", backplane=here, position_check=0)
+    b = await start("aiohttp", backplane=GatedBackplane(bus))
+    async with aiohttp.ClientSession() as session:
+        alice, bob = await _peer(session, a, "alice"), await _peer(session, b, "bob")
+        for p in (alice, bob):
+            await p.join("lobby")
+        here.drop()
+        for i in range(3):
+            await bob.post("lobby", f"m{i}")
+        here.up = True
+        await here.subscriptions.settle()
+        dave = await _peer(session, a, "dave")
+        # dave's join reads the 3 posts a never heard: dave has them from his join,
+        # alice gets them from the repair the join set off, each once
+        joined = await dave.join("lobby")
+        assert joined["offset"] == 3
+        await bob.post("lobby", "m3")
+        while len(alice.messages) < 4:
+            await alice.next("message")
+        assert [m["content"] for m in alice.messages] == ["m0", "m1", "m2", "m3"]
+        assert (await dave.next("message"))["content"] == "m3"
+        assert dave.messages == [dave.messages[-1]]
