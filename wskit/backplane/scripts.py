@@ -56,6 +56,36 @@ local function unborn(meta, lifetime, ttl)
   for i = 1, #text do h = (h * 31 + string.byte(text, i)) % 4294967296 end
   return string.format('%08x', h)
 end
+
+-- The replication history this server's data descends from (INFO's master_replid;
+-- nil where INFO is not scriptable: fakeredis, which never fails over).
+local function replid()
+  local info = redis.pcall('INFO', 'replication')
+  if type(info) ~= 'string' then return nil end
+  return string.match(info, 'master_replid:(%w+)')
+end
+
+-- A history is trusted only under the replication id it was written under
+-- (KEY:meta's r). A promoted replica (or a restart) has a new one, and may lack
+-- posts the old primary acknowledged: their offsets would be given again, to new
+-- posts, and clients would drop those as duplicates. So its epoch is replaced by
+-- ``fresh``: every client sees a new epoch (history_reset, recovered false).
+local function continued(meta, fresh)
+  local epoch = redis.call('HGET', meta, 'e')
+  if not epoch then return nil end
+  local rid = replid()
+  if not rid then return epoch end
+  local was = redis.call('HGET', meta, 'r')
+  if was == rid then return epoch end
+  if was then epoch = fresh end  -- a history of before 'r' existed is adopted as it is
+  redis.call('HSET', meta, 'e', epoch, 'r', rid)
+  return epoch
+end
+
+local function adopt(meta)
+  local rid = replid()
+  if rid then redis.call('HSET', meta, 'r', rid) end
+end
 """
 
 # Ids (wskit.core.history): a post with an id has a token (user and id); KEY:ids
@@ -67,10 +97,11 @@ end
 # run has an id: the usual run pays nothing for ids.
 _APPEND = _UNBORN + """
 local meta, stream, ids, idq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local epoch = redis.call('HGET', meta, 'e')
+local epoch = continued(meta, ARGV[4])
 if not epoch then
   epoch = unborn(meta, ARGV[6], tonumber(ARGV[3])) or ARGV[4]
   redis.call('HSET', meta, 'e', epoch)
+  adopt(meta)
 end
 local n = #ARGV - 8
 local top = tonumber(redis.call('HGET', meta, 's') or '0')
@@ -120,12 +151,13 @@ return {{first, epoch, outcome}}
 
 _READ = _UNBORN + """
 local meta, stream = KEYS[1], KEYS[2]
-local epoch = redis.call('HGET', meta, 'e')
+local epoch = continued(meta, ARGV[1])
 if not epoch then
   epoch = unborn(meta, ARGV[5], tonumber(ARGV[2]))
   if epoch then return {0, epoch, 1, {}} end  -- no history: nothing is written
   epoch = ARGV[1]  -- this server cannot name its lifetime: the old rule
   redis.call('HSET', meta, 'e', epoch)
+  adopt(meta)
 end
 redis.call('EXPIRE', meta, ARGV[2])  -- a read keeps an existing history's position
 local top = tonumber(redis.call('HGET', meta, 's') or '0')
