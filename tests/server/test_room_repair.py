@@ -60,6 +60,25 @@ async def _peer(session: aiohttp.ClientSession, srv: Any, user: str) -> Peer:
     return peer
 
 
+async def _quietly_behind(session: aiohttp.ClientSession, start: Any, framework: str,
+                          posts: list[str]) -> tuple[Any, Peer, Peer]:
+    """``a`` (GatedBackplane, no periodic check) misses ``posts`` by ``bob`` on ``b``;
+    then its bus is back with no resubscribe reported. Returns (a, alice on a, bob)."""
+    bus = f"repair-{uuid.uuid4().hex[:8]}"
+    here = GatedBackplane(bus)
+    a = await start(framework, backplane=here, position_check=0)
+    b = await start("aiohttp", backplane=GatedBackplane(bus))
+    alice, bob = await _peer(session, a, "alice"), await _peer(session, b, "bob")
+    for p in (alice, bob):
+        await p.join("lobby")
+    here.drop()
+    for text in posts:
+        await bob.post("lobby", text)
+    here.up = True                     # the bus is back, but no resubscribe is reported
+    await here.subscriptions.settle()
+    return a, alice, bob
+
+
 async def _outage_case(start, framework: str, here: Any, there: Any, cut: Any,
                        mend: Any, **settings: Any) -> None:
     a = await start(framework, backplane=here, history_size=200, **settings)
@@ -120,20 +139,10 @@ async def test_a_real_redis_listener_outage_of_2s_loses_nothing(start, framework
 
 async def test_a_jump_is_filled_from_the_history_before_the_post_after_it(start) -> None:
     """The next post after an outage shows the gap at once: the missing ones come first."""
-    bus = f"repair-{uuid.uuid4().hex[:8]}"
-    here = GatedBackplane(bus)
-    a = await start("fastapi", backplane=here, position_check=0)
-    b = await start("aiohttp", backplane=GatedBackplane(bus))
     async with aiohttp.ClientSession() as session:
-        alice, bob = await _peer(session, a, "alice"), await _peer(session, b, "bob")
-        for p in (alice, bob):
-            await p.join("lobby")
-        here.drop()
-        for i in range(5):
-            await bob.post("lobby", f"lost {i}")
-        here.up = True                # the bus is back, but no resubscribe is reported:
-        await here.subscriptions.settle()  # only the jump can show the gap
-        await bob.post("lobby", "after")
+        _, alice, bob = await _quietly_behind(session, start, "fastapi",
+                                              [f"lost {i}" for i in range(5)])
+        await bob.post("lobby", "after")  # only the jump can show the gap
         while len(alice.messages) < 6:
             await alice.next("message")
         assert [m["content"] for m in alice.messages] == [f"lost {i}" for i in range(5)] + ["after"]
@@ -158,19 +167,9 @@ async def test_own_posts_are_not_sent_back_by_a_repair(start) -> None:
 
 
 async def test_a_join_that_read_further_than_the_bus_got_is_not_sent_it_twice(start) -> None:
-    bus = f"repair-{uuid.uuid4().hex[:8]}"
-    here = GatedBackplane(bus)
-    a = await start("aiohttp", backplane=here, position_check=0)
-    b = await start("aiohttp", backplane=GatedBackplane(bus))
     async with aiohttp.ClientSession() as session:
-        alice, bob = await _peer(session, a, "alice"), await _peer(session, b, "bob")
-        for p in (alice, bob):
-            await p.join("lobby")
-        here.drop()
-        for i in range(3):
-            await bob.post("lobby", f"m{i}")
-        here.up = True
-        await here.subscriptions.settle()
+        a, alice, bob = await _quietly_behind(session, start, "aiohttp",
+                                              [f"m{i}" for i in range(3)])
         dave = await _peer(session, a, "dave")
         # dave's join reads the 3 posts a never heard: dave has them from his join,
         # alice gets them from the repair the join set off, each once

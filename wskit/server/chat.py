@@ -25,7 +25,7 @@ from typing import Any
 
 from ..backplane import Backplane, from_url
 from ..core import protocol
-from ..core.history import Retention
+from ..core.history import Page, Retention
 from ..core.hub import Hub
 from ..core.protocol import CloseCode
 from ..core.ratelimit import TokenBucket, Verdict
@@ -42,7 +42,7 @@ from .hooks import Hooks
 from .logs import client_faults
 from .membership import Membership
 from .metrics import Counts, ServerMetrics
-from .positions import Arrival, Positions
+from .positions import Positions
 from .presence import MemoryPresence, Presence
 from .recovery import RoomLog
 from .relay import Inbound, Relay
@@ -114,7 +114,7 @@ class ChatServer(ServerAPIMethods):
         #: where each room stands here, and the repair of what the bus lost
         #: (history and a backplane: a subscription can miss posts)
         self.positions: Positions | None = (
-            Positions(self._deliver_post, self._read_position)
+            Positions(self._deliver_room, self._read_position)
             if settings.room_repair and self.log is not None and self.relay is not None
             else None)
         self.delivery.positions = self.membership.positions = self.positions
@@ -471,30 +471,29 @@ class ChatServer(ServerAPIMethods):
                 self.authority.close_user(event.target)
                 return
             targets = self.hub.user_targets(event.target)
+            if targets:
+                self.delivery.fan_out(event.target, targets, Outgoing(event.text), None)
         elif event.offset is not None and event.epoch is not None and self.positions:
-            self.positions.arrived(Arrival(event.target, event.text, event.offset,
-                                           event.epoch, event.sender))
-            return
+            self.positions.arrived(event)  # it calls _deliver_room, in offset order
         else:
-            # our own post, back from the bus: not to its sender
-            sender = None if event.sender is None else self._connections.get(event.sender)
-            targets = self.hub.room_targets(event.target, sender)
-            if event.whose is not None:  # a presence event: to the others
-                targets = [t for t in targets if t.user != event.whose]
+            self._deliver_room(event)
+
+    def _deliver_room(self, event: Inbound, floors: dict[Connection, int] | None = None
+                      ) -> None:
+        """A room frame to the members here: not its sender (our own post, back from
+        the bus), nor, for a presence event, the user it is about, nor a member
+        whose join already gave it (``floors``, from :class:`Positions`)."""
+        sender = None if event.sender is None else self._connections.get(event.sender)
+        targets = self.hub.room_targets(event.target, sender)
+        if event.whose is not None:
+            targets = [t for t in targets if t.user != event.whose]
+        if floors is not None and event.offset is not None:
+            offset = event.offset
+            targets = [t for t in targets if floors.get(t, 0) < offset]
         if targets:
             self.delivery.fan_out(event.target, targets, Outgoing(event.text), event.offset)
 
-    def _deliver_post(self, post: Arrival, floors: dict[Connection, int] | None) -> None:
-        """A room post with an offset, in order (from :class:`Positions`): to the
-        members here, but not its sender, nor one whose join already gave it."""
-        sender = None if post.sender is None else self._connections.get(post.sender)
-        targets = self.hub.room_targets(post.room, sender)
-        if floors is not None:
-            targets = [t for t in targets if floors.get(t, 0) < post.offset]
-        if targets:
-            self.delivery.fan_out(post.room, targets, Outgoing(post.text), post.offset)
-
-    async def _read_position(self, room: str, after: int | None) -> Any:
+    async def _read_position(self, room: str, after: int | None) -> Page:
         assert self.log is not None
         if after is None:
             return await self.log.read(room, last=0)

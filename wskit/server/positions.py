@@ -34,15 +34,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..core.history import Page, with_offset
 from ..exceptions import BackplaneUnavailable
 from .connection import Connection
+from .relay import Inbound
 
 log = logging.getLogger("wskit.server")
 
-__all__ = ["Positions", "Arrival"]
+__all__ = ["Positions"]
 
 #: own posts remembered while not yet heard back (a long listener outage while a
 #: local sender posts); past this the oldest are forgotten (a repair may then echo
@@ -50,20 +51,9 @@ __all__ = ["Positions", "Arrival"]
 _OWN_LIMIT = 10_000
 
 
-class Arrival(NamedTuple):
-    """A room post with an offset, from the bus (or read back by a repair)."""
-
-    room: str
-    text: str
-    offset: int
-    epoch: str
-    #: the local connection id that posted it, else None
-    sender: str | None = None
-
-
-#: ``deliver(arrival, floors)``: fan the post out to the room's members here, but
+#: ``deliver(post, floors)``: fan the post out to the room's members here, but
 #: not to a connection whose floor is at or above its offset
-Deliver = Callable[[Arrival, "dict[Connection, int] | None"], None]
+Deliver = Callable[[Inbound, "dict[Connection, int] | None"], None]
 #: ``read(room, after)``: the room's history after ``after`` (``after`` None: only
 #: its position)
 Read = Callable[[str, "int | None"], Awaitable[Page]]
@@ -77,7 +67,7 @@ class Positions:
         self._read = read
         self._at: dict[str, tuple[str, int]] = {}
         #: rooms under repair -> live posts held meanwhile
-        self._held: dict[str, list[Arrival]] = {}
+        self._held: dict[str, list[Inbound]] = {}
         #: room -> connection -> the top its join read (only while above the room's)
         self.floors: dict[str, dict[Connection, int]] = {}
         #: (room, offset) of own posts not yet heard back -> the sending connection id
@@ -95,16 +85,18 @@ class Positions:
 
     # -- what the server tells us ------------------------------------------------
 
-    def arrived(self, post: Arrival) -> None:
-        """A post from the bus: deliver it, hold it (a repair runs), or drop it (had)."""
-        held = self._held.get(post.room)
+    def arrived(self, post: Inbound) -> None:
+        """A room post with an offset and epoch from the bus: deliver it, hold it (a
+        repair runs), or drop it (had)."""
+        held = self._held.get(post.target)
         if held is not None:
             held.append(post)
             return
-        at = self._at.get(post.room)
+        at = self._at.get(post.target)
+        assert post.offset is not None and post.epoch is not None
         if at is not None and at[0] == post.epoch and post.offset > at[1] + 1:
-            self._held[post.room] = [post]  # a jump: fetch what lies between first
-            self._spawn(self._repair(post.room, at))
+            self._held[post.target] = [post]  # a jump: fetch what lies between first
+            self._spawn(self._repair(post.target, at))
             return
         self._pass(post)
 
@@ -180,20 +172,19 @@ class Positions:
 
     # -- internals -----------------------------------------------------------
 
-    def _pass(self, post: Arrival) -> None:
-        at = self._at.get(post.room)
-        if at is not None and at[0] == post.epoch and post.offset <= at[1]:
-            self._own.pop((post.room, post.offset), None)
-            return  # delivered here already (by a repair, or the bus)
-        self._at[post.room] = (post.epoch, post.offset)
+    def _pass(self, post: Inbound) -> None:
+        room, offset, epoch = post.target, post.offset, post.epoch
+        assert offset is not None and epoch is not None
         if self._own:
-            self._own.pop((post.room, post.offset), None)
-        floors = self.floors.get(post.room)
+            self._own.pop((room, offset), None)
+        at = self._at.get(room)
+        if at is not None and at[0] == epoch and offset <= at[1]:
+            return  # delivered here already (by a repair, or the bus)
+        self._at[room] = (epoch, offset)
+        floors = self.floors.get(room)
+        self._deliver(post, floors)
         if floors is not None:
-            self._deliver(post, floors)
-            self._lower(post.room, post.offset)
-        else:
-            self._deliver(post, None)
+            self._lower(room, offset)
 
     def _lower(self, room: str, offset: int) -> None:
         """Floors at or below the room's position say nothing more: drop them."""
@@ -224,9 +215,10 @@ class Positions:
             for entry in page.entries:
                 if entry.offset > self._at[room][1]:
                     self.repaired += 1
-                    self._pass(Arrival(room, with_offset(entry.text, entry.offset, epoch),
-                                       entry.offset, epoch,
-                                       self._own.get((room, entry.offset))))
+                    self._pass(Inbound("room", room,
+                                       with_offset(entry.text, entry.offset, epoch),
+                                       entry.offset, self._own.get((room, entry.offset)),
+                                       epoch=epoch))
         for post in held:
             self._pass(post)  # a jump left here is what the history lost: visible
 
