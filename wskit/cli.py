@@ -94,6 +94,10 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", default=None, metavar="KEY",
                    help="turn the HTTP API (/api/...) on, for 'Authorization: Bearer KEY' "
                         "(default: $WSKIT_API_KEY; unset: the API is off)")
+    p.add_argument("--backplane-key", default=None, metavar="KEY",
+                   help="sign backplane envelopes and history with this key, shared by every "
+                        "instance, and drop what it does not sign (default: "
+                        "$WSKIT_BACKPLANE_KEY; unset: each instance proves only its own)")
     p.add_argument("--no-metrics", action="store_true", help="do not serve GET /metrics")
     p.add_argument("--loop", choices=LOOPS, default="asyncio",
                    help="event loop (uvloop: pip install 'wskit[fast]'; default asyncio)")
@@ -135,6 +139,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         max_connections_per_user=args.max_connections_per_user,
         max_connections_per_ip=args.max_connections_per_ip,
         api_key=args.api_key or os.environ.get("WSKIT_API_KEY") or None,
+        backplane_key=args.backplane_key or os.environ.get("WSKIT_BACKPLANE_KEY") or None,
         metrics=not args.no_metrics, **extra,
     )
 

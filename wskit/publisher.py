@@ -25,6 +25,7 @@ from .backplane import Backplane, Sent, from_url
 from .core.history import Retention
 from .core.protocol import CloseCode
 from .exceptions import ConfigError
+from .security.signing import Signer
 from .server.api import (
     check_close,
     check_post,
@@ -48,12 +49,15 @@ class Publisher:
     def __init__(self, url: str | Backplane, *, namespace: str = _DEFAULTS.namespace,
                  history_size: int = _DEFAULTS.history_size,
                  history_ttl: float = _DEFAULTS.history_ttl, name: str = "publisher",
-                 max_message_size: int = _DEFAULTS.max_message_size) -> None:
+                 max_message_size: int = _DEFAULTS.max_message_size,
+                 backplane_key: str | None = None) -> None:
         bp = url if isinstance(url, Backplane) else from_url(url)
         if bp is None:
             raise ConfigError("a Publisher needs a backplane URL (redis://, fakeredis://, ...)")
         self.instance_id = f"{name}-{uuid.uuid4().hex[:6]}"
-        self.relay = Relay(bp, self.instance_id, namespace, _ignore)
+        # the servers' backplane_key, if they have one: their instances drop what it
+        # does not sign
+        self.relay = Relay(bp, self.instance_id, namespace, _ignore, Signer(backplane_key))
         self.retention = Retention(history_size, history_ttl) if history_size else None
         self.max_message_size = max_message_size
         self._ids = 0

@@ -61,15 +61,20 @@ def test_encode_then_decode_gives_back_origin_and_frame(
     assert got_origin == origin and got_frame == want
 
 
+sigs = st.sampled_from(["", "0" * 32]) | st.text("0123456789abcdef", min_size=32,
+                                                 max_size=32)
+
+
 @SETTINGS
-@given(plain_origins, frames, st.none() | st.tuples(offsets, epochs))
+@given(plain_origins, frames, st.none() | st.tuples(offsets, epochs), sigs)
 def test_the_fast_path_equals_the_slow_path(
-        origin: str, frame: dict[str, Any], position: tuple[int, str] | None) -> None:
+        origin: str, frame: dict[str, Any], position: tuple[int, str] | None,
+        sig: str) -> None:
     offset, epoch = position or (None, None)
     text = protocol.encode(frame)
-    data = envelope.encode(origin, text, offset, epoch)
+    data = envelope.encode(origin, text, offset, epoch, sig)
     head = envelope.peek(data)
-    assert head == (origin, offset, epoch, text)
+    assert head == (origin, offset, epoch, text, sig or None)
     if position is not None:
         slow = protocol.encode(envelope.decode(data)[1])
         assert envelope.with_offset(head.frame_text, *position) == slow
@@ -87,7 +92,7 @@ def test_peek_declines_what_wskit_does_not_write(data: str) -> None:
 
 
 #: builds one envelope with the fragments the append script uses
-_LUA = (f"local origin, epoch = ARGV[1], ARGV[3]\n"
+_LUA = (f"local origin, epoch, sig = ARGV[1], ARGV[3], ARGV[5]\n"
         f"return {envelope.LUA_HEAD} .. ARGV[2] .. {envelope.LUA_TAIL} .. ARGV[4] "
         f".. {envelope.LUA_END}")
 
@@ -113,12 +118,13 @@ def lua(request: pytest.FixtureRequest) -> Any:
 
 @settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.text(), frames, offsets, epochs)
+@given(st.text(), frames, offsets, epochs, sigs)
 def test_the_lua_envelope_decodes_like_the_python_one(
-        lua: Any, origin: str, frame: dict[str, Any], offset: int, epoch: str) -> None:
+        lua: Any, origin: str, frame: dict[str, Any], offset: int, epoch: str,
+        sig: str) -> None:
     text = protocol.encode(frame)
-    built = lua.eval(_LUA, 0, json.dumps(origin), offset, epoch, text).decode()
-    assert built == envelope.encode(origin, text, offset, epoch)
+    built = lua.eval(_LUA, 0, json.dumps(origin), offset, epoch, text, sig).decode()
+    assert built == envelope.encode(origin, text, offset, epoch, sig)
     assert envelope.decode(built) == envelope.decode(envelope.encode(origin, text, offset,
                                                                      epoch))
 
@@ -132,15 +138,20 @@ async def test_the_append_script_publishes_what_encode_writes(backplane_url: str
         pubsub = bp.client.pubsub()
         await pubsub.subscribe(channel)
         try:
-            sent = await bp.send([RoomPost(channel, "inst-1/c9", text, key, Retention(10, 60))
-                                  for text in frames_sent])
+            sent = await bp.send([RoomPost(channel, "inst-1/c9", text, key, Retention(10, 60),
+                                           sig=f"{i:032x}")
+                                  for i, text in enumerate(frames_sent)])
             heard: list[str] = []
             while len(heard) < len(frames_sent):
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
                 if message is not None:
                     heard.append(message["data"])
+            page = await bp.read(key, Retention(10, 60), after=0)  # the sigs are stored too
         finally:
             await pubsub.aclose()
             await bp.client.delete(f"{key}:meta", f"{key}:stream")
-    assert heard == [envelope.encode("inst-1/c9", text, *result)  # type: ignore[misc]
-                     for text, result in zip(frames_sent, sent)]
+    assert heard == [envelope.encode("inst-1/c9", text, *result,  # type: ignore[misc]
+                                     sig=f"{i:032x}")
+                     for i, (text, result) in enumerate(zip(frames_sent, sent))]
+    assert [(e.text, e.sig) for e in page.entries] == [
+        (text, f"{i:032x}") for i, text in enumerate(frames_sent)]

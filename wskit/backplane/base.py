@@ -67,6 +67,9 @@ class RoomPost(NamedTuple):
     retention: Retention | None = None
     #: the post's :func:`~wskit.core.history.once_token` when it carries an id
     once: str | None = None
+    #: its writer's signature of ``frame_text`` on ``channel``, stored and published
+    #: with it (:mod:`wskit.security.signing`); '' for none
+    sig: str = ""
 
 
 #: what :meth:`Backplane.send` says of one post: its ``(offset, epoch)`` when it was
@@ -152,10 +155,12 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention, once: str | None = None) -> tuple[int, str]:
+                     retention: Retention, once: str | None = None,
+                     sig: str = "") -> tuple[int, str]:
         """Atomically: give ``frame_text`` the next offset of history ``key``, store it
         (trimmed to ``retention``) and publish its envelope on ``channel``; unless
-        ``once`` was stored before and is still remembered (then nothing).
+        ``once`` was stored before and is still remembered (then nothing). ``sig`` is
+        stored with the entry and written into the envelope.
 
         Returns ``(offset, epoch)``, or a :class:`~wskit.core.history.Repeat` with
         the first post's offset. Raises BackplaneUnavailable.
@@ -183,14 +188,14 @@ class Broker(abc.ABC):
         for post in posts:
             try:
                 if post.key is None:
-                    await self.publish(post.channel,
-                                       encode_envelope(post.origin, post.frame_text))
+                    await self.publish(post.channel, encode_envelope(
+                        post.origin, post.frame_text, sig=post.sig))
                     results.append(None)
                 else:
                     assert post.retention is not None
                     results.append(await self.append(post.key, post.channel, post.origin,
                                                      post.frame_text, post.retention,
-                                                     post.once))
+                                                     post.once, post.sig))
             except BackplaneUnavailable as exc:
                 results.append(exc)
         return results

@@ -169,8 +169,9 @@ class ClusterBackplane(Broker):
         return await self.store.publish(channel, data)
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention, once: str | None = None) -> tuple[int, str]:
-        return await self.store.append(key, channel, origin, frame_text, retention, once)
+                     retention: Retention, once: str | None = None,
+                     sig: str = "") -> tuple[int, str]:
+        return await self.store.append(key, channel, origin, frame_text, retention, once, sig)
 
     async def read(self, key: str, retention: Retention, *, after: int | None = None,
                    last: int | None = None) -> Page:
@@ -199,7 +200,8 @@ class ClusterBackplane(Broker):
             first = run[0]
             if first.key is None:
                 pipe.execute_command("SPUBLISH", first.channel,
-                                     envelope.encode(first.origin, first.frame_text))
+                                     envelope.encode(first.origin, first.frame_text,
+                                                     sig=first.sig))
             else:
                 # (redis-py blocks pipe.evalsha() in cluster mode; the command itself
                 # is routed by its keys like any other)

@@ -123,12 +123,14 @@ class MemoryBackplane(Broker):
             return _streams.setdefault(self.name, MemoryStreams())
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention, once: str | None = None) -> tuple[int, str]:
+                     retention: Retention, once: str | None = None,
+                     sig: str = "") -> tuple[int, str]:
         streams = self.streams
         with _lock:  # offset and publication in one step: published in offset order
-            stored = streams.append(key, frame_text, retention, time.monotonic(), once)
+            stored = streams.append(key, frame_text, retention, time.monotonic(), once, sig)
             if not isinstance(stored, Repeat):
-                self._publish_locked(channel, encode_envelope(origin, frame_text, *stored))
+                self._publish_locked(channel, encode_envelope(origin, frame_text, *stored,
+                                                              sig=sig))
         return stored
 
     async def read(self, key: str, retention: Retention, *, after: int | None = None,

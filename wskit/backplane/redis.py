@@ -247,8 +247,9 @@ class RedisBackplane(Broker):
         return await self.store.publish(channel, data)
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention, once: str | None = None) -> tuple[int, str]:
-        return await self.store.append(key, channel, origin, frame_text, retention, once)
+                     retention: Retention, once: str | None = None,
+                     sig: str = "") -> tuple[int, str]:
+        return await self.store.append(key, channel, origin, frame_text, retention, once, sig)
 
     async def send(self, posts: Sequence[RoomPost]) -> list[Sent]:
         return await self.store.send(posts)

@@ -24,7 +24,9 @@ __all__ = ["sources", "runs", "append_keys", "append_args", "sent_of", "MAX_RUN"
 # publishes in offset order. (A cluster needs KEY and the channel in one hash
 # slot: KEY carries a hash tag.)
 #
-# One call stores a run of consecutive posts to the room (ARGV[7..]): the lookups,
+# One call stores a run of consecutive posts to the room (their frames, then their
+# signatures, from ARGV[9]; a signature is stored in the entry's 'g' field and
+# written into the envelope, wskit.security.signing): the lookups,
 # the counter and the expiries are paid once per run, not once per post. Each post
 # is still its own stream entry and its own publication, so nothing downstream
 # knows a run from single posts. On fakeredis, where every command is emulated in
@@ -69,7 +71,9 @@ end
 -- (KEY:meta's r). A promoted replica (or a restart) has a new one, and may lack
 -- posts the old primary acknowledged: their offsets would be given again, to new
 -- posts, and clients would drop those as duplicates. So its epoch is replaced by
--- ``fresh``: every client sees a new epoch (history_reset, recovered false).
+-- ``fresh``: every client sees a new epoch (history_reset, recovered false). The
+-- counter goes on, so KEY:meta's b records where the new epoch starts: an instance
+-- that was not listening then reads what the new epoch holds from there.
 local function continued(meta, fresh)
   local epoch = redis.call('HGET', meta, 'e')
   if not epoch then return nil end
@@ -77,7 +81,10 @@ local function continued(meta, fresh)
   if not rid then return epoch end
   local was = redis.call('HGET', meta, 'r')
   if was == rid then return epoch end
-  if was then epoch = fresh end  -- a history of before 'r' existed is adopted as it is
+  if was then  -- (a history of before 'r' existed is adopted as it is)
+    epoch = fresh
+    redis.call('HSET', meta, 'b', redis.call('HGET', meta, 's') or '0')
+  end
   redis.call('HSET', meta, 'e', epoch, 'r', rid)
   return epoch
 end
@@ -103,11 +110,10 @@ if not epoch then
   redis.call('HSET', meta, 'e', epoch)
   adopt(meta)
 end
-local n = #ARGV - 8
+local n = (#ARGV - 8) / 2
 local top = tonumber(redis.call('HGET', meta, 's') or '0')
 local first = top + 1
 local origin = ARGV[5]
-local head = {head}
 local tail = {tail}
 local tokens, now, outcome = nil, 0, nil
 if ARGV[7] ~= '' then
@@ -122,8 +128,9 @@ for i = 1, n do
     outcome[i] = -tonumber(prior)
   else
     top = top + 1
-    redis.call('XADD', stream, 'MAXLEN', ARGV[2], top .. '-0', 'd', ARGV[8 + i])
-    redis.call('{publish}', ARGV[1], head .. top .. tail .. ARGV[8 + i] .. {end})
+    local frame, sig = ARGV[8 + i], ARGV[8 + n + i]
+    redis.call('XADD', stream, 'MAXLEN', ARGV[2], top .. '-0', 'd', frame, 'g', sig)
+    redis.call('{publish}', ARGV[1], {head} .. top .. tail .. frame .. {end})
     if token ~= '' then
       redis.call('HSET', ids, token, top)
       redis.call('ZADD', idq, now, token)
@@ -154,7 +161,7 @@ local meta, stream = KEYS[1], KEYS[2]
 local epoch = continued(meta, ARGV[1])
 if not epoch then
   epoch = unborn(meta, ARGV[5], tonumber(ARGV[2]))
-  if epoch then return {0, epoch, 1, {}} end  -- no history: nothing is written
+  if epoch then return {0, epoch, 1, {}, 0} end  -- no history: nothing is written
   epoch = ARGV[1]  -- this server cannot name its lifetime: the old rule
   redis.call('HSET', meta, 'e', epoch)
   adopt(meta)
@@ -171,7 +178,7 @@ end
 local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 local oldest = top + 1
 if #first > 0 then oldest = tonumber(string.match(first[1][1], '^(%d+)')) end
-return {top, epoch, oldest, entries}
+return {top, epoch, oldest, entries, tonumber(redis.call('HGET', meta, 'b') or '0')}
 """
 
 # Presence: KEY:presence is a sorted set of JSON [user, instance] members scored by
@@ -301,7 +308,7 @@ def append_args(run: Sequence[RoomPost], lifetime: str = "") -> list[Any]:
         post.once for post in run) else ""
     return [first.channel, first.retention.size, max(1, int(first.retention.ttl)),
             new_epoch(), json.dumps(first.origin), lifetime, tokens, ID_WINDOW,
-            *(post.frame_text for post in run)]
+            *(post.frame_text for post in run), *(post.sig for post in run)]
 
 
 def sent_of(run: Sequence[RoomPost], reply: Any, where: str) -> list[Sent]:

@@ -71,9 +71,10 @@ class RedisStore:
             raise BackplaneUnavailable(f"publish to {self.where} failed: {exc}") from exc
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention, once: str | None = None) -> tuple[int, str]:
+                     retention: Retention, once: str | None = None,
+                     sig: str = "") -> tuple[int, str]:
         result = (await self.send_run([RoomPost(channel, origin, frame_text, key,
-                                                retention, once)]))[0]
+                                                retention, once, sig)]))[0]
         if isinstance(result, BackplaneUnavailable):
             raise result
         assert result is not None
@@ -84,8 +85,8 @@ class RedisStore:
         first = run[0]
         try:
             if first.key is None:
-                await self.publish(first.channel, envelope.encode(first.origin,
-                                                                  first.frame_text))
+                await self.publish(first.channel, envelope.encode(
+                    first.origin, first.frame_text, sig=first.sig))
                 return [None]
             reply = await self.script("append")(
                 keys=append_keys(first.key), args=append_args(run, self.lifetime))
@@ -115,7 +116,8 @@ class RedisStore:
             first = run[0]
             if first.key is None:
                 pipe.execute_command(self.publish_command, first.channel,
-                                     envelope.encode(first.origin, first.frame_text))
+                                     envelope.encode(first.origin, first.frame_text,
+                                                     sig=first.sig))
             else:
                 pipe.evalsha(sha, 4, *append_keys(first.key),
                              *append_args(run, self.lifetime))
@@ -134,16 +136,18 @@ class RedisStore:
             ("last", last) if last is not None else ("none", 0))
         args = [new_epoch(), max(1, int(retention.ttl)), mode, n, self.lifetime]
         try:
-            top, epoch, oldest, raw = await self.script("read")(
+            top, epoch, oldest, raw, base = await self.script("read")(
                 keys=[f"{key}:meta", f"{key}:stream"], args=args)
         except self.failures as exc:
             raise BackplaneUnavailable(f"history read from {self.where} failed: "
                                        f"{exc}") from exc
-        entries = [Entry(int(entry_id.split("-", 1)[0]), fields[1])
+        # fields: ['d', text] or ['d', text, 'g', sig] (entries written before signing)
+        entries = [Entry(int(entry_id.split("-", 1)[0]), fields[1],
+                         fields[3] if len(fields) > 3 else "")
                    for entry_id, fields in raw]
         if mode == "last":
             entries.reverse()  # XREVRANGE: newest first
-        return Page(str(epoch), int(top), entries, int(oldest))
+        return Page(str(epoch), int(top), entries, int(oldest), int(base))
 
     # -- presence (see wskit.server.presence): ``key`` is a room's history key ---
 

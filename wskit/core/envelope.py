@@ -2,8 +2,11 @@
 
 Every instance wraps the server frame it publishes in one JSON object::
 
-    {"origin":"<instance id>","frame":{...the server frame...}}
-    {"origin":"<instance id>/<connection id>","offset":17,"epoch":"9f2c01ab","frame":{...}}
+    {"origin":"<instance id>","sig":"<32 hex>","frame":{...the server frame...}}
+    {"origin":"<instance id>/<connection id>","sig":"...","offset":17,"epoch":"9f2c01ab","frame":{...}}
+
+``sig`` (optional in the format, written by every wskit writer) is the writer's
+signature of the frame on its channel (:mod:`wskit.security.signing`).
 
 Four writers and readers used to spell this out each for itself (the backplane
 base, the Redis append script, the relay's regular expression, the history
@@ -27,6 +30,7 @@ __all__ = ["encode", "decode", "peek", "is_frame", "Peeked", "with_offset", "wit
 # The envelope's text around its parts, in the order written. A frame goes last, so
 # that it can be spliced in as the text it already is (no second encode).
 _ORIGIN = '{"origin":'
+_SIG = ',"sig":'
 _OFFSET = ',"offset":'
 _EPOCH = ',"epoch":'
 _FRAME = ',"frame":'
@@ -34,9 +38,12 @@ _END = "}"
 
 
 def encode(origin: str, frame_text: str, offset: int | None = None,
-           epoch: str | None = None) -> str:
-    """Wrap an already-encoded frame; string concatenation avoids encoding it twice."""
+           epoch: str | None = None, sig: str = "") -> str:
+    """Wrap an already-encoded frame; string concatenation avoids encoding it twice.
+    ``sig`` (hex, see :mod:`wskit.security.signing`): '' writes none."""
     head = _ORIGIN + json.dumps(origin)
+    if sig:
+        head += _SIG + '"' + sig + '"'
     if offset is not None:
         head += _OFFSET + str(offset) + _EPOCH + json.dumps(epoch)
     return head + _FRAME + frame_text + _END
@@ -77,11 +84,14 @@ class Peeked(NamedTuple):
     epoch: str | None
     #: the frame exactly as published (without offset and epoch)
     frame_text: str
+    #: the writer's signature, None when it wrote none
+    sig: str | None = None
 
 
 #: the head exactly as :func:`encode` and :data:`LUA_HEAD` write it around a compact
 #: frame (an origin with no escapes, a hex epoch)
-_HEAD = re.compile(re.escape(_ORIGIN) + r'"([^"\\]*)"(?:' + re.escape(_OFFSET) + r"(\d+)"
+_HEAD = re.compile(re.escape(_ORIGIN) + r'"([^"\\]*)"(?:' + re.escape(_SIG)
+                   + r'"([0-9a-f]{1,64})")?(?:' + re.escape(_OFFSET) + r"(\d+)"
                    + re.escape(_EPOCH) + r'"([0-9A-Za-z]+)")?' + re.escape(_FRAME)
                    + r'(?=\{"type":")')
 
@@ -100,9 +110,9 @@ def peek(data: str) -> Peeked | None:
     head = _HEAD.match(data)
     if head is None or not data.endswith(_LAST):
         return None
-    origin, offset, epoch = head.groups()
+    origin, sig, offset, epoch = head.groups()
     return _new_peeked(Peeked, (origin, None if offset is None else int(offset), epoch,
-                                data[head.end():-1]))
+                                data[head.end():-1], sig))
 
 
 def is_frame(frame_text: str) -> bool:
@@ -139,9 +149,11 @@ def _lua(text: str) -> str:
 
 
 #: Lua expression: an envelope's text up to its offset. Needs the Lua locals
-#: ``origin`` (the origin *already JSON-encoded*, as :func:`json.dumps` gives it);
-#: the append script writes ``LUA_HEAD .. offset .. LUA_TAIL .. frame .. LUA_END``.
-LUA_HEAD = f"{_lua(_ORIGIN)} .. origin .. {_lua(_OFFSET)}"
+#: ``origin`` (the origin *already JSON-encoded*, as :func:`json.dumps` gives it)
+#: and ``sig`` (hex, or '' for none); the append script writes
+#: ``LUA_HEAD .. offset .. LUA_TAIL .. frame .. LUA_END``.
+_LUA_SIG = _lua(_SIG + '"') + " .. sig .. " + _lua('"')
+LUA_HEAD = f"{_lua(_ORIGIN)} .. origin .. (sig ~= '' and ({_LUA_SIG}) or '') .. {_lua(_OFFSET)}"
 #: Lua expression: the text between the offset and the frame. Needs the Lua local
 #: ``epoch`` (a hex string, written quoted as :func:`json.dumps` would).
 LUA_TAIL = f"""{_lua(_EPOCH + '"')} .. epoch .. {_lua('"' + _FRAME)}"""

@@ -69,6 +69,8 @@ class Entry:
     offset: int
     #: the frame's text *without* its offset (see :func:`~wskit.core.envelope.with_offset`)
     text: str
+    #: its writer's signature (:mod:`wskit.security.signing`); '' for none
+    sig: str = ""
 
 
 @dataclass
@@ -80,6 +82,9 @@ class Page:
     entries: list[Entry] = field(default_factory=list)
     #: the oldest offset still retained (``top + 1`` when nothing is)
     oldest: int = 1
+    #: the epoch's offsets start above this: a history that took a new epoch on a
+    #: failover keeps its counter (entries at or below it are of the epoch before)
+    base: int = 0
 
 
 def new_epoch() -> str:
@@ -151,7 +156,7 @@ class MemoryStreams:
         return room
 
     def append(self, key: str, text: str, retention: Retention, now: float,
-               once: str | None = None) -> tuple[int, str]:
+               once: str | None = None, sig: str = "") -> tuple[int, str]:
         """Store one frame; its ``(offset, epoch)``, or a :class:`Repeat` when
         ``once`` (a :func:`once_token`) was stored before and is still remembered."""
         with self._lock:
@@ -164,7 +169,7 @@ class MemoryStreams:
                 if prior is not None:
                     return Repeat(prior[0], room.epoch)
             room.top += 1
-            room.entries.append(Entry(room.top, text))
+            room.entries.append(Entry(room.top, text, sig))
             if once is not None:
                 room.forget_ids(retention.size, now, 2)
                 room.ids[once] = (room.top, now)

@@ -205,6 +205,9 @@ class ServerAPI:
 
         def on_message(channel: str, data: str) -> None:
             if channel.startswith(prefix) and _MARK in data:
+                if relay.signer.shared and not relay.proves(channel, data):
+                    relay.refused += 1  # a disconnect no key holder sent
+                    return
                 try:
                     origin, frame = decode_envelope(data)
                 except ValueError:

@@ -32,6 +32,7 @@ from ..core.ratelimit import TokenBucket, Verdict
 from ..exceptions import AuthError, ProtocolError
 from ..security.origins import host_allowed, origin_allowed
 from ..security.policy import Authorize
+from ..security.signing import Signer
 from ..security.tokens import TokenVerifier, check_secret
 from .api import ServerAPI, ServerAPIMethods
 from .authority import REVOKE, Authority
@@ -93,7 +94,8 @@ class ChatServer(ServerAPIMethods):
         self.hub: Hub[Connection] = Hub()
         bp = backplane if isinstance(backplane, Backplane) else from_url(backplane)
         self.relay: Relay | None = (
-            None if bp is None else Relay(bp, self.instance_id, settings.namespace, self._route))
+            None if bp is None else Relay(bp, self.instance_id, settings.namespace, self._route,
+                                          Signer(settings.backplane_key)))
         #: offsets, history and recovery; None when history is off (``history_size`` 0)
         self.log: RoomLog | None = (
             RoomLog(Retention(settings.history_size, settings.history_ttl), self.relay)

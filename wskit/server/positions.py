@@ -20,7 +20,9 @@ offset, and, with no await in between, delivers the missing entries, then the
 held posts, each once, in offset order. Which path delivers an offset first
 (the bus or a repair) does not matter: the other finds it at or below the
 position and drops it. What the history no longer holds stays a visible jump, for
-the client to report (``wskit.Client`` announces it as a ``gap``).
+the client to report (``wskit.Client`` announces it as a ``gap``). A history found
+under a new epoch (a failover, while this instance was not listening) is read
+from where that epoch starts (``Page.base``): its posts are delivered under it.
 
 A connection that joined while this instance was behind got the room's history up
 to the top it read: a *floor* (its join's top) keeps it from receiving those
@@ -156,7 +158,7 @@ class Positions:
             except BackplaneUnavailable:
                 return behind  # the next check, or the reconnect, will see it
             at = self._at.get(room)
-            if at is not None and at[0] == page.epoch and page.top > at[1]:
+            if at is not None and (at[0] != page.epoch or page.top > at[1]):
                 behind += 1
                 self.check(room)
         return behind
@@ -172,19 +174,21 @@ class Positions:
 
     # -- internals -----------------------------------------------------------
 
-    def _pass(self, post: Inbound) -> None:
+    def _pass(self, post: Inbound) -> bool:
+        """Deliver ``post`` unless it is at or below the room's position; whether it was."""
         room, offset, epoch = post.target, post.offset, post.epoch
         assert offset is not None and epoch is not None
         if self._own:
             self._own.pop((room, offset), None)
         at = self._at.get(room)
         if at is not None and at[0] == epoch and offset <= at[1]:
-            return  # delivered here already (by a repair, or the bus)
+            return False  # delivered here already (by a repair, or the bus)
         self._at[room] = (epoch, offset)
         floors = self.floors.get(room)
         self._deliver(post, floors)
         if floors is not None:
             self._lower(room, offset)
+        return True
 
     def _lower(self, room: str, offset: int) -> None:
         """Floors at or below the room's position say nothing more: drop them."""
@@ -199,6 +203,10 @@ class Positions:
         epoch, after = at
         try:
             page = await self._read(room, after)
+            if page.epoch != epoch and page.base < after:
+                # a new epoch (a failover) whose offsets start below ours: what it
+                # holds was not heard here either
+                page = await self._read(room, page.base)
         except BackplaneUnavailable as exc:
             log.warning("room %r: could not read its history to repair a gap (%s); "
                         "the next position check tries again", room, exc)
@@ -211,14 +219,16 @@ class Positions:
         if room not in self._at:
             return  # its last member left meanwhile
         self.repairs += 1
-        if page is not None and page.epoch == epoch:
+        if page is not None:
             for entry in page.entries:
-                if entry.offset > self._at[room][1]:
+                # an entry at or below a new epoch's base was written in the old one
+                of = epoch if page.epoch == epoch or entry.offset <= page.base else page.epoch
+                if self._pass(Inbound("room", room, with_offset(entry.text, entry.offset, of),
+                                      entry.offset, self._own.get((room, entry.offset)),
+                                      epoch=of)):
                     self.repaired += 1
-                    self._pass(Inbound("room", room,
-                                       with_offset(entry.text, entry.offset, epoch),
-                                       entry.offset, self._own.get((room, entry.offset)),
-                                       epoch=epoch))
+            if page.epoch != epoch and self._at[room][0] == epoch:
+                self._at[room] = (page.epoch, page.top)  # a new epoch with nothing to give
         for post in held:
             self._pass(post)  # a jump left here is what the history lost: visible
 

@@ -12,8 +12,11 @@ backend holds the other's bookkeeping:
   (:class:`~wskit.backplane.reconcile.Reconciler`), so the wanted set always
   equals the hub's state, and its one worker (:meth:`settle`, :meth:`settle_soon`)
   applies that set as it is when it runs, so no stale intent can undo a newer one;
-* **envelopes**: what goes out names this instance, what comes back from this
-  instance is dropped (it was delivered locally when posted), and the rest is
+* **envelopes**: what goes out names this instance and is signed
+  (:mod:`wskit.security.signing`); what comes back from this instance is dropped
+  (it was delivered locally when posted) unless it carries an offset; an envelope
+  that claims this instance's origin without its signature, or (with a shared
+  key) any envelope or history entry without the key's, is dropped; the rest is
   routed to a room's or a user's local connections;
 * **batches**: room posts queued during one loop tick go to the backend in one
   :meth:`Backplane.send` (one pipelined round trip on Redis), one batch at a time,
@@ -33,6 +36,7 @@ from ..core import envelope
 from ..core.history import Page, Retention
 from ..core.protocol import encode
 from ..exceptions import BackplaneUnavailable
+from ..security.signing import Signer
 
 log = logging.getLogger("wskit.relay")
 
@@ -75,9 +79,14 @@ class Relay:
     """Joins one :class:`ChatServer` to a :class:`Backplane`."""
 
     def __init__(self, backplane: Backplane, instance_id: str, namespace: str,
-                 route: Router) -> None:
+                 route: Router, signer: Signer | None = None) -> None:
         self.backplane = backplane
         self.instance_id = instance_id
+        #: signs what this instance writes; proves what it (or, with a shared key,
+        #: any key holder) wrote
+        self.signer = signer or Signer()
+        #: envelopes and history entries dropped as unproven or malformed
+        self.refused = 0
         self._prefix = f"{namespace}:"
         self._route = route
         self._tasks: set[asyncio.Task[None]] = set()
@@ -174,11 +183,13 @@ class Relay:
         :func:`~wskit.core.history.once_token`) makes a repeat a
         :class:`~wskit.core.history.Repeat`: stored and published nothing.
         """
+        channel = self.room_channel(room)
+        sig = self.signer.sign(channel, frame_text)
         if retention is None:
-            post = RoomPost(self.room_channel(room), self.instance_id, frame_text)
+            post = RoomPost(channel, self.instance_id, frame_text, sig=sig)
         else:
-            post = RoomPost(self.room_channel(room), f"{self.instance_id}/{sender}", frame_text,
-                            self.history_key(room), retention, once)
+            post = RoomPost(channel, f"{self.instance_id}/{sender}", frame_text,
+                            self.history_key(room), retention, once, sig)
         # A single Redis publishes in the order it receives: one lane keeps every room
         # in order and batches them all. A cluster has a lane per shard, so a failed
         # shard stalls only its own rooms.
@@ -219,13 +230,34 @@ class Relay:
                 log.exception("a post's completion failed")
 
     async def publish_user(self, user: str, frame_text: str) -> int:
-        return await self.backplane.publish(self.user_channel(user),
-                                            envelope.encode(self.instance_id, frame_text))
+        channel = self.user_channel(user)
+        return await self.backplane.publish(channel, envelope.encode(
+            self.instance_id, frame_text, sig=self.signer.sign(channel, frame_text)))
 
     async def read_room(self, room: str, retention: Retention, *, after: int | None = None,
                         last: int | None = None) -> Page:
-        return await self.backplane.read(self.history_key(room), retention, after=after,
+        """The room's history, its entries checked as the bus's envelopes are: one
+        signed by this relay's key is trusted; with a shared key nothing else is;
+        without one, an entry must be a well-formed frame (whoever can write Redis
+        can add entries). A refused entry is left out: clients see it as lost."""
+        page = await self.backplane.read(self.history_key(room), retention, after=after,
                                          last=last)
+        if page.entries:
+            channel, signer = self.room_channel(room), self.signer
+            kept = [e for e in page.entries if signer.proves(channel, e.text, e.sig or None)
+                    or (not signer.shared and envelope.is_frame(e.text))]
+            if len(kept) < len(page.entries):
+                self.refused += len(page.entries) - len(kept)
+                log.warning("left %d unproven or malformed history entr%s of room %r out",
+                            len(page.entries) - len(kept),
+                            "y" if len(page.entries) - len(kept) == 1 else "ies", room)
+                page.entries = kept
+        return page
+
+    def proves(self, channel: str, data: str) -> bool:
+        """Whether envelope ``data`` on ``channel`` carries this relay's signature."""
+        head = envelope.peek(data)
+        return head is not None and self.signer.proves(channel, head.frame_text, head.sig)
 
     # -- presence (a PresenceStore: rooms in, history keys to the broker's store) --
 
@@ -263,39 +295,44 @@ class Relay:
                 return
         whose: str | None = None
         head = envelope.peek(data)
-        if head is not None and head.origin.partition("/")[0] == self.instance_id:
-            # our own envelope (with history on, every post of ours comes back this
-            # way). Our instance id is public (welcome, /healthz), so anyone who can
-            # PUBLISH can write it: the frame is still parsed and checked, but
-            # spliced, not re-encoded.
-            if head.offset is None or head.epoch is None:
+        if head is not None and self.signer.proves(channel, head.frame_text, head.sig):
+            # written by this instance (or, with a shared key, by a key holder): trusted
+            # as it is, spliced without parsing
+            instance, _, sender = head.origin.partition("/")
+            mine = instance == self.instance_id
+            if head.offset is not None and head.epoch is not None:
+                self._route(Inbound(kind, target,
+                                    envelope.with_offset(head.frame_text, head.offset, head.epoch),
+                                    head.offset, sender if mine else None, None, head.epoch))
+                return
+            if mine:
                 return  # delivered locally when it was posted (posts with an offset are not)
-            if not envelope.is_frame(head.frame_text):
-                log.warning("dropped a malformed envelope on %s (with this instance's "
-                            "origin)", channel)
-                return
-            sender: str | None = head.origin.partition("/")[2]
-            offset: int | None = head.offset
-            epoch: str | None = head.epoch
-            text = envelope.with_offset(head.frame_text, head.offset, head.epoch)
-        else:  # another instance's, or anyone's: checked in full before any client sees it
-            try:
-                origin, frame = envelope.decode(data)
-            except (ValueError, RecursionError) as exc:
-                log.warning("dropped a malformed envelope on %s: %s", channel, str(exc)[:200])
-                return
-            instance, _, sender = origin.partition("/")
-            offset = frame.get("offset")
-            epoch = frame.get("epoch")
-            if type(offset) is not int:
-                offset = epoch = None
-            if instance != self.instance_id:
-                sender = None
-            elif offset is None:
-                return
-            if kind == "room" and offset is None and frame["type"] == "presence":
-                kind = "presence"  # about a user, who is not told (its own tabs know)
-                user = frame.get("userId")
-                whose = user if isinstance(user, str) else None
-            text = encode(frame)
-        self._route(Inbound(kind, target, text, offset, sender, whose, epoch))
+        elif self.signer.shared:
+            self._refuse(channel, "not signed with the backplane key")
+            return
+        # another instance's (unprovable without a shared key), a key holder's without
+        # an offset (a presence event is told by its frame), or a forgery: parsed and
+        # checked in full before any client sees it
+        try:
+            origin, frame = envelope.decode(data)
+        except (ValueError, RecursionError) as exc:
+            self._refuse(channel, f"malformed: {str(exc)[:200]}")
+            return
+        instance = origin.partition("/")[0]
+        if instance == self.instance_id:
+            # our id is public (welcome, /healthz): anyone who can PUBLISH can write it
+            self._refuse(channel, "with this instance's origin but not its signature")
+            return
+        offset = frame.get("offset")
+        epoch = frame.get("epoch")
+        if type(offset) is not int:
+            offset = epoch = None
+        if kind == "room" and offset is None and frame["type"] == "presence":
+            kind = "presence"  # about a user, who is not told (its own tabs know)
+            user = frame.get("userId")
+            whose = user if isinstance(user, str) else None
+        self._route(Inbound(kind, target, encode(frame), offset, None, whose, epoch))
+
+    def _refuse(self, channel: str, why: str) -> None:
+        self.refused += 1
+        log.warning("dropped an envelope on %s: %s", channel, why)

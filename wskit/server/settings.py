@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..exceptions import ConfigError
+from ..security.signing import MIN_KEY_CHARS
 
 __all__ = ["Settings"]
 
@@ -128,6 +129,11 @@ class Settings:
     #: the HTTP API's key (``Authorization: Bearer KEY``); None: the API is off (404).
     #: Kept out of ``repr`` so that a logged Settings does not leak it
     api_key: str | None = field(default=None, repr=False)
+    #: the key every instance (and wskit.Publisher) of one app shares to sign its
+    #: backplane envelopes and history entries: unsigned ones are then dropped, so a
+    #: Redis user without it cannot write a message from alice (wskit.security.signing).
+    #: None: each instance signs with a private random key (its own are proven)
+    backplane_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.content_type not in ("text", "json"):
@@ -149,6 +155,8 @@ class Settings:
         if self.api_key is not None and len(self.api_key) < 16:
             raise ConfigError("api_key must be at least 16 characters (e.g. "
                               "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        if self.backplane_key is not None and len(self.backplane_key) < MIN_KEY_CHARS:
+            raise ConfigError(f"backplane_key must be at least {MIN_KEY_CHARS} characters")
         if self.history_size < 0:
             raise ConfigError("history_size must be 0 (off) or more")
         if self.position_check < 0:

@@ -272,11 +272,12 @@ class GatedBackplane(MemoryBackplane):
         return await super().send(posts)
 
     async def append(self, key: str, channel: str, origin: str, frame_text: str,
-                     retention: Retention, once: str | None = None) -> tuple[int, str]:
+                     retention: Retention, once: str | None = None,
+                     sig: str = "") -> tuple[int, str]:
         await self._pass("publish")
         if not self.up:
             raise BackplaneUnavailable("gated backplane dropped")
-        return await super().append(key, channel, origin, frame_text, retention, once)
+        return await super().append(key, channel, origin, frame_text, retention, once, sig)
 
     async def read(self, key: str, retention: Retention, *, after: int | None = None,
                    last: int | None = None) -> Page:
