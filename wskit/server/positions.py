@@ -8,7 +8,8 @@ never heard. :class:`Positions` keeps, per room with members here, the epoch and
 the last offset delivered from the bus, and repairs a room whenever it may be
 behind:
 
-* **a jump**: a post arrives with an offset above the next one;
+* **a jump**: a post arrives with an offset above the next one, or under a new
+  epoch;
 * **a listener reconnect**: the backplane says its subscriptions were lost and
   are back (``Broker.on_resubscribed``); a quiet room would show no jump;
 * **a join that read a higher top** than delivered here;
@@ -96,8 +97,10 @@ class Positions:
             return
         at = self._at.get(post.target)
         assert post.offset is not None and post.epoch is not None
-        if at is not None and at[0] == post.epoch and post.offset > at[1] + 1:
-            self._held[post.target] = [post]  # a jump: fetch what lies between first
+        if at is not None and (at[0] != post.epoch or post.offset > at[1] + 1):
+            # a jump, or a new epoch (a failover: its first posts may not have been
+            # heard here, and its offsets go on from where it started): fetch first
+            self._held[post.target] = [post]
             self._spawn(self._repair(post.target, at))
             return
         self._pass(post)
