@@ -34,6 +34,7 @@ import aiohttp
 import pytest
 import redis
 import redis.asyncio as aioredis
+from peers import connect_peer
 
 from wskit.devtools.localcluster import LocalCluster, available
 from wskit.devtools.localredis import LocalRedis, free_port
@@ -122,45 +123,6 @@ async def _eventually(check: Any, timeout: float = 20.0) -> None:
     await asyncio.wait_for(loop(), timeout)
 
 
-class Peer:
-    """A raw WebSocket client: no dedupe, no repair; every message frame, in order."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.messages: list[dict[str, Any]] = []
-
-    async def next(self, kind: str, timeout: float = 20) -> dict[str, Any]:
-        while True:
-            msg = await self.ws.receive(timeout=timeout)
-            assert msg.type is aiohttp.WSMsgType.TEXT, msg
-            frame = json.loads(msg.data)
-            if frame["type"] == "ping" and "ref" not in frame:
-                await self.ws.send_json({"type": "pong"})
-            if frame["type"] == "message":
-                self.messages.append(frame)
-            if frame["type"] == kind:
-                return frame
-
-    async def until(self, content: str) -> list[dict[str, Any]]:
-        """Messages received up to the one with ``content`` (kept from earlier ones too)."""
-        while not self.messages or self.messages[-1]["content"] != content:
-            await self.next("message")
-        return self.messages
-
-    async def join(self, room: str, since: dict[str, Any] | None = None) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "join", "roomId": room, "ref": "j"}
-        if since is not None:
-            frame["since"] = since
-        await self.ws.send_json(frame)
-        return await self.next("joined")
-
-
-async def _peer(session: aiohttp.ClientSession, srv: Any, user: str) -> Peer:
-    peer = Peer(await session.ws_connect(srv.url_for(user)))
-    await peer.next("welcome")
-    return peer
-
-
 async def test_a_promoted_cluster_replica_that_lost_posts_is_a_new_epoch_for_every_client(
         shard: Shard, start: Any, clients: Any, framework: str) -> None:
     ns, key, doomed, heir = shard.ns, shard.key, shard.master, shard.heir.port
@@ -176,7 +138,7 @@ async def test_a_promoted_cluster_replica_that_lost_posts_is_a_new_epoch_for_eve
             b = await start("aiohttp", backplane=url, namespace=ns)
             alice = await clients(a, user="alice", reconnect=True)
             bob = await clients(b, user="bob", reconnect=True)
-            peers = [await _peer(session, srv, f"raw{i}") for i, srv in enumerate((a, b))]
+            peers = [await connect_peer(session, srv, f"raw{i}") for i, srv in enumerate((a, b))]
             for c in (alice, bob, *peers):
                 await c.join("lobby")
             acks = [await bob.send("lobby", f"kept {i}") for i in range(KEPT)]
@@ -269,13 +231,13 @@ async def test_a_promoted_cluster_replica_that_lost_posts_is_a_new_epoch_for_eve
             for i, since in enumerate([{"offset": top, "epoch": old_epoch},
                                        {"offset": KEPT, "epoch": old_epoch},
                                        {"offset": new_top + 50, "epoch": new_epoch}]):
-                dave = await _peer(session, (a, b)[i % 2], f"dave{i}")
+                dave = await connect_peer(session, (a, b)[i % 2], f"dave{i}")
                 joined = await dave.join("lobby", since)
                 assert joined["recovered"] is False, (since, joined)
                 assert joined["epoch"] == new_epoch, (since, joined)
                 await dave.ws.close()
             # while a rejoin within the new epoch recovers exactly what it missed
-            erin = await _peer(session, a, "erin")
+            erin = await connect_peer(session, a, "erin")
             joined = await erin.join("lobby", {"offset": new_top - 2, "epoch": new_epoch})
             assert joined["recovered"] is True, joined
             replay = await erin.until(texts[-1])

@@ -8,13 +8,13 @@ the server's doing. wskit.Client's own repair is tested in tests/client/test_gap
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import uuid
 from typing import Any
 
 import aiohttp
 import pytest
+from peers import Peer, connect_peer
 
 from wskit.devtools.deploy import IdleRelay
 from wskit.testing import GatedBackplane
@@ -22,42 +22,6 @@ from wskit.testing import GatedBackplane
 pytestmark = pytest.mark.timeout(90)
 
 REDIS_URL = os.environ.get("WSKIT_REDIS_URL")
-
-
-class Peer:
-    """A raw client: every message frame it got, in order; answers pings."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.messages: list[dict[str, Any]] = []
-        self.closed = False
-
-    async def next(self, kind: str, timeout: float = 10) -> dict[str, Any]:
-        while True:
-            msg = await self.ws.receive(timeout=timeout)
-            assert msg.type is aiohttp.WSMsgType.TEXT, msg
-            frame = json.loads(msg.data)
-            if frame["type"] == "ping" and "ref" not in frame:
-                await self.ws.send_json({"type": "pong"})
-            if frame["type"] == "message":
-                self.messages.append(frame)
-            if frame["type"] == kind:
-                return frame
-
-    async def join(self, room: str) -> dict[str, Any]:
-        await self.ws.send_json({"type": "join", "roomId": room, "ref": "j"})
-        return await self.next("joined")
-
-    async def post(self, room: str, text: str) -> dict[str, Any]:
-        await self.ws.send_json({"type": "message", "roomId": room, "content": text,
-                                 "ref": text})
-        return await self.next("sent")
-
-
-async def _peer(session: aiohttp.ClientSession, srv: Any, user: str) -> Peer:
-    peer = Peer(await session.ws_connect(srv.url_for(user)))
-    await peer.next("welcome")
-    return peer
 
 
 async def _quietly_behind(session: aiohttp.ClientSession, start: Any, framework: str,
@@ -68,7 +32,7 @@ async def _quietly_behind(session: aiohttp.ClientSession, start: Any, framework:
     here = GatedBackplane(bus)
     a = await start(framework, backplane=here, position_check=0)
     b = await start("aiohttp", backplane=GatedBackplane(bus))
-    alice, bob = await _peer(session, a, "alice"), await _peer(session, b, "bob")
+    alice, bob = await connect_peer(session, a, "alice"), await connect_peer(session, b, "bob")
     for p in (alice, bob):
         await p.join("lobby")
     here.drop()
@@ -84,8 +48,8 @@ async def _outage_case(start, framework: str, here: Any, there: Any, cut: Any,
     a = await start(framework, backplane=here, history_size=200, **settings)
     b = await start("aiohttp", backplane=there, history_size=200)
     async with aiohttp.ClientSession() as session:
-        watchers = [await _peer(session, a, f"w{i}") for i in range(3)]
-        bob = await _peer(session, b, "bob")
+        watchers = [await connect_peer(session, a, f"w{i}") for i in range(3)]
+        bob = await connect_peer(session, b, "bob")
         for p in (*watchers, bob):
             await p.join("lobby")
         await bob.post("lobby", "before")
@@ -154,7 +118,7 @@ async def test_own_posts_are_not_sent_back_by_a_repair(start) -> None:
     a = await start("aiohttp", backplane=here)
     await start("aiohttp", backplane=GatedBackplane(bus))
     async with aiohttp.ClientSession() as session:
-        alice, carol = await _peer(session, a, "alice"), await _peer(session, a, "carol")
+        alice, carol = await connect_peer(session, a, "alice"), await connect_peer(session, a, "carol")
         for p in (alice, carol):
             await p.join("lobby")
         here.drop()                   # a's subscription is down; its posts still store
@@ -170,7 +134,7 @@ async def test_a_join_that_read_further_than_the_bus_got_is_not_sent_it_twice(st
     async with aiohttp.ClientSession() as session:
         a, alice, bob = await _quietly_behind(session, start, "aiohttp",
                                               [f"m{i}" for i in range(3)])
-        dave = await _peer(session, a, "dave")
+        dave = await connect_peer(session, a, "dave")
         # dave's join reads the 3 posts a never heard: dave has them from his join,
         # alice gets them from the repair the join set off, each once
         joined = await dave.join("lobby")
